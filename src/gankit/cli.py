@@ -1,0 +1,116 @@
+"""The ``gankit`` command line. Every user error ends as one ``error:`` line and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from gankit.errors import GankitError
+
+DATA_HELP = "CIFAR-10 folder or archive (default: $GANKIT_DATA_DIR, else the user cache)"
+INCEPTION_HELP = "FID Inception weights (default: $GANKIT_INCEPTION, else the user cache)"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Train, evaluate and report DCGAN / SAGAN on CIFAR-10."""
+
+
+@cli.command()
+@click.option("--preset", default="dcgan", show_default=True, help="preset name or YAML file")
+@click.option("--data-dir", type=click.Path(path_type=Path), help=DATA_HELP)
+@click.option("--out", type=click.Path(path_type=Path), help="run folder (default runs/NAME-TIME)")
+@click.option("--epochs", type=click.IntRange(min=1), help="override train.epochs")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="config override")
+@click.option("--resume", type=click.Path(path_type=Path), help="continue this run folder")
+@click.option("--fid-every", type=click.IntRange(min=0), help="FID every E epochs (0: off)")
+@click.option("--fid-n", type=click.IntRange(min=2), help="generated images per FID")
+@click.option("--fid-ref", type=click.Choice(["train", "test"]), help="FID reference split")
+@click.option("--inception", type=click.Path(path_type=Path), help=INCEPTION_HELP)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def train(preset, data_dir, out, epochs, overrides, resume, fid_every, fid_n, fid_ref, inception,
+          progress) -> None:
+    """Train a GAN; `gankit train` alone trains the dcgan preset on CIFAR-10."""
+    from gankit.config import apply_overrides, resolve, validate
+    from gankit.training.loop import load_run_config, load_training_images
+    from gankit.training.loop import train as run_train
+
+    extra = list(overrides)
+    if epochs:
+        extra.append(f"train.epochs={epochs}")
+    for key, val in (("fid_every", fid_every), ("fid_n", fid_n), ("fid_ref", fid_ref)):
+        if val is not None:
+            extra.append(f"train.{key}={val}")
+    if resume:
+        if overrides:
+            raise GankitError("--set cannot change a run being resumed; start a new --out")
+        run_dir = resume
+        base = load_run_config(run_dir).model_dump(mode="json")
+        cfg = validate(apply_overrides(base, extra))
+        import yaml
+
+        from gankit.io import write_text
+
+        write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"),
+                                                           sort_keys=False))
+    else:
+        cfg = resolve(preset, extra)
+        run_dir = out or Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    images = load_training_images(cfg, data_dir)
+    evaluator = None
+    if cfg.train.fid_every:
+        from gankit.metrics.training import TrainingFID
+
+        evaluator = TrainingFID(cfg, data_dir, inception)
+    from gankit.reports.plots import plot_run
+
+    try:
+        trainer = run_train(cfg, run_dir, images, resume=bool(resume), progress=progress,
+                            evaluator=evaluator, on_epoch=plot_run)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted; continue with: gankit train --resume {run_dir}", err=True)
+        sys.exit(130)
+    msg = f"done: {run_dir} (epoch {trainer.epoch})"
+    if trainer.best:
+        msg += f", best FID {trainer.best['fid']:.2f} at epoch {trainer.best['epoch']}"
+    click.echo(msg)
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--n", "n", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="FILE.png (grid), FILE.npz (uint8 'images'), or a folder of PNGs")
+@click.option("--seed", type=int, default=0, show_default=True)
+def generate(checkpoint, n, out, seed) -> None:
+    """Sample N images from a checkpoint (or a run folder: its best, else latest)."""
+    from gankit.generate import load_generator, sample_images, write_images
+
+    if Path(out).suffix.lower() not in (".png", ".npz", ""):
+        raise GankitError(f"--out {out}: use a .png (grid), .npz (array) or a folder name")
+    g, _, epoch = load_generator(checkpoint)
+    kind = write_images(sample_images(g, n, seed), out)
+    click.echo(f"wrote {n} images ({kind}) from epoch {epoch} to {out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="gankit", standalone_mode=False)
+    except GankitError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(2)
+    except OSError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

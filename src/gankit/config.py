@@ -1,0 +1,244 @@
+"""Run configuration: typed, validated, loaded from preset YAML files plus ``--set`` overrides.
+
+Presets live in ``gankit/presets/*.yaml`` and are complete configs a user can copy and edit.
+Validation is done by pydantic (unknown keys are rejected, types and ranges checked); any
+failure becomes one :class:`GankitError` line naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gankit.errors import GankitError
+
+IMAGE_SIZE = 32  # CIFAR-10
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    dataset: Literal["cifar10"] = "cifar10"
+    split: Literal["train", "test"] = "train"
+    limit: int | None = Field(None, ge=1, description="use only the first N images (short runs)")
+    hflip: bool = False
+
+
+class GeneratorConfig(_Strict):
+    latent_dim: int = Field(100, ge=1, le=4096)
+    base_channels: int = Field(256, ge=1, description="channels of the 4x4 dense projection")
+    widths: list[int] = Field(default_factory=lambda: [128, 128, 128], min_length=1)
+    kernel_size: int = Field(4, ge=2, le=8)
+    norm: Literal["batch", "none"] = "none"
+    activation: Literal["leakyrelu", "relu", "none"] = "leakyrelu"
+    leaky_slope: float = Field(0.2, ge=0.0, lt=1.0)
+    spectral_norm: bool = False
+    attention: list[int] = Field(default_factory=list, description="resolutions with attention")
+    attention_pool: bool = False
+    out_kernel: int = Field(3, ge=1, le=7)
+
+    @model_validator(mode="after")
+    def _check(self) -> GeneratorConfig:
+        if any(w < 1 for w in self.widths):
+            raise ValueError("generator.widths must be positive")
+        res = 4 * 2 ** len(self.widths)
+        if res != IMAGE_SIZE:
+            raise ValueError(
+                f"generator.widths has {len(self.widths)} upsampling stages, giving {res}x{res} "
+                f"images; CIFAR-10 needs {IMAGE_SIZE}x{IMAGE_SIZE} (3 stages)"
+            )
+        produced = {4 * 2 ** (i + 1) for i in range(len(self.widths))}
+        bad = sorted(set(self.attention) - produced)
+        if bad:
+            raise ValueError(f"generator.attention {bad} not among resolutions {sorted(produced)}")
+        return self
+
+
+class DiscriminatorConfig(_Strict):
+    widths: list[int] = Field(default_factory=lambda: [64, 128, 128, 256], min_length=1)
+    strides: list[int] = Field(default_factory=lambda: [1, 2, 2, 2], min_length=1)
+    kernel_size: int = Field(3, ge=1, le=8)
+    norm: Literal["batch", "none"] = "none"
+    activation: Literal["leakyrelu", "relu"] = "leakyrelu"
+    leaky_slope: float = Field(0.2, ge=0.0, lt=1.0)
+    spectral_norm: bool = False
+    attention: list[int] = Field(default_factory=list)
+    attention_pool: bool = False
+    dropout: float = Field(0.4, ge=0.0, lt=1.0)
+    output: Literal["sigmoid", "linear", "tanh"] = "sigmoid"
+
+    @model_validator(mode="after")
+    def _check(self) -> DiscriminatorConfig:
+        if len(self.widths) != len(self.strides):
+            raise ValueError("discriminator.widths and discriminator.strides differ in length")
+        if any(w < 1 for w in self.widths) or any(s not in (1, 2) for s in self.strides):
+            raise ValueError("discriminator.widths must be positive and strides 1 or 2")
+        res, produced = IMAGE_SIZE, set()
+        for s in self.strides:
+            res //= s
+            produced.add(res)
+        if res < 1:
+            raise ValueError("discriminator.strides downsample below 1x1")
+        bad = sorted(set(self.attention) - produced)
+        if bad:
+            raise ValueError(
+                f"discriminator.attention {bad} not among resolutions {sorted(produced)}"
+            )
+        return self
+
+
+class LossConfig(_Strict):
+    name: Literal["bce", "wasserstein", "hinge", "wgan-gp"] = "bce"
+    g_mode: Literal["nonsaturating", "minimax"] = "nonsaturating"
+    clip: float | None = Field(None, gt=0, description="WGAN weight clipping of D's parameters")
+    gp_weight: float = Field(10.0, ge=0)
+
+
+class OptimConfig(_Strict):
+    g_lr: float = Field(2e-4, gt=0, le=1)
+    d_lr: float = Field(2e-4, gt=0, le=1)
+    g_betas: tuple[float, float] = (0.5, 0.999)
+    d_betas: tuple[float, float] = (0.5, 0.999)
+    n_dis: int = Field(1, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _check(self) -> OptimConfig:
+        for b in (*self.g_betas, *self.d_betas):
+            if not 0.0 <= b < 1.0:
+                raise ValueError("optim betas must be in [0, 1)")
+        return self
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(128, ge=2, le=65536)
+    d_batch: Literal["half", "full"] = Field(
+        "half", description="half: D sees batch/2 real + batch/2 fake (Keras recipe)"
+    )
+    seed: int = 0
+    sample_every: int = Field(10, ge=1)
+    checkpoint_every: int = Field(10, ge=1)
+    keep_every: int = Field(50, ge=1, description="keep every N-th epoch checkpoint; last kept")
+    log_every: int = Field(50, ge=1, description="steps between metrics.jsonl records")
+    n_samples: int = Field(64, ge=1, le=1024)
+    fid_every: int = Field(0, ge=0, description="0 disables FID during training")
+    fid_n: int = Field(5000, ge=2)
+    fid_ref: Literal["train", "test"] = "train"
+    fid_mode: Literal["tf", "pytorch-fid"] = "tf"
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.d_batch == "half" and self.batch_size % 2:
+            raise ValueError("train.batch_size must be even with train.d_batch=half")
+        return self
+
+
+class PerfConfig(_Strict):
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    threads: int | None = Field(None, ge=1)
+
+
+class Config(_Strict):
+    name: str = "custom"
+    data: DataConfig = Field(default_factory=DataConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    perf: PerfConfig = Field(default_factory=PerfConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        bce = self.loss.name == "bce"
+        if bce != (self.discriminator.output == "sigmoid"):
+            raise ValueError(
+                "discriminator.output=sigmoid goes with loss.name=bce only "
+                f"(got output={self.discriminator.output}, loss={self.loss.name})"
+            )
+        return self
+
+
+def preset_names() -> list[str]:
+    files = resources.files("gankit") / "presets"
+    return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml"))
+
+
+def _format_validation(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "invalid config: " + "; ".join(parts)
+
+
+def validate(raw: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise GankitError(_format_validation(err)) from None
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise GankitError(f"cannot read config {path}: {err}") from None
+    if not isinstance(raw, dict):
+        raise GankitError(f"config {path} must be a YAML mapping")
+    return raw
+
+
+def load_preset(name_or_path: str) -> dict[str, Any]:
+    """A preset by name (``dcgan``) or a YAML file path, as a raw dict."""
+    path = Path(name_or_path)
+    if name_or_path.endswith((".yaml", ".yml")) or path.is_file():
+        if not path.is_file():
+            raise GankitError(f"config file not found: {path}")
+        return load_yaml(path)
+    if name_or_path not in preset_names():
+        raise GankitError(
+            f"unknown preset {name_or_path!r}; choose one of {', '.join(preset_names())} "
+            "or pass a YAML file"
+        )
+    text = (resources.files("gankit") / "presets" / f"{name_or_path}.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides; values are parsed as YAML (``[1, 2]``, ``true``)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise GankitError(f"--set expects key=value, got {item!r}")
+        *parents, leaf = key.strip().split(".")
+        node = raw
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise GankitError(f"--set {key}: {p} is not a section")
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise GankitError(f"--set {key}: cannot parse value {value!r}") from None
+    return raw
+
+
+def resolve(preset: str, overrides: list[str] | None = None) -> Config:
+    raw = apply_overrides(load_preset(preset), overrides or [])
+    raw.setdefault("name", Path(preset).stem)
+    return validate(raw)

@@ -1,0 +1,67 @@
+"""Sampling from a saved generator: a grid PNG, a folder of PNGs, or an ``.npz`` of uint8."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gankit.config import Config
+from gankit.errors import GankitError
+from gankit.io import atomic_path
+from gankit.models import Generator
+from gankit.reports.images import save_grid, save_png, to_uint8
+from gankit.training import checkpoint
+from gankit.training.runtime import setup
+
+
+def load_generator(path: Path) -> tuple[Generator, Config, int]:
+    """Rebuild G from a checkpoint file or run folder; eval mode, on CPU."""
+    path = checkpoint.find_generator_checkpoint(Path(path))
+    cfg, epoch, g_sd, _ = checkpoint.load(path)
+    g = Generator(cfg.generator)
+    try:
+        g.load_state_dict(g_sd)
+    except RuntimeError as err:
+        raise GankitError(f"{path}: weights do not match its config ({err})") from None
+    return g.eval(), cfg, epoch
+
+
+@torch.no_grad()
+def sample_images(
+    g: Generator, n: int, seed: int = 0, batch_size: int = 500, precision: str = "fp32"
+) -> np.ndarray:
+    """``n`` images as uint8 N x 32 x 32 x 3 from latents drawn with ``seed``."""
+    from gankit.config import PerfConfig
+
+    rt = setup(PerfConfig(precision=precision))
+    g = g.to(rt.device).eval()
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, n, batch_size):
+        z = torch.randn(min(batch_size, n - i), g.latent_dim, generator=gen).to(rt.device)
+        with rt.autocast():
+            out.append(to_uint8(g(z)))
+    return np.concatenate(out) if out else np.zeros((0, 32, 32, 3), np.uint8)
+
+
+def write_images(images: np.ndarray, out: Path) -> str:
+    """Write by the name of ``out``: ``.png`` grid, ``.npz`` array, anything else a folder."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix == ".png":
+        save_grid(out, images)
+        return "grid"
+    if suffix == ".npz":
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            np.savez(f, images=images)
+        return "npz"
+    if suffix:
+        raise GankitError(f"--out {out}: use a .png (grid), .npz (array) or a folder name")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise GankitError(f"--out {out} exists and is not an empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(images):
+        save_png(out / f"{i:06d}.png", img)
+    return "folder"

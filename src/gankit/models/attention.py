@@ -1,0 +1,42 @@
+"""Self-attention block of SAGAN (Zhang et al., 2019).
+
+1x1 convs give query and key at C/8 channels and value at C/2; attention is a softmax over
+spatial positions (no 1/sqrt(d) scaling, as in the paper); a 1x1 output conv maps back to C
+and a learnable gain gamma, initialised to 0, scales the result added to the input. With
+gamma = 0 the block is the identity, so attention is blended in gradually during training.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gankit.models.layers import SNImpl, maybe_sn
+
+
+class SelfAttention(nn.Module):
+    def __init__(
+        self, channels: int, sn: bool = False, pool: bool = False, sn_impl: SNImpl = "parametrization"
+    ) -> None:
+        super().__init__()
+        qk, v = max(channels // 8, 1), max(channels // 2, 1)
+
+        def conv(cin: int, cout: int) -> nn.Module:
+            return maybe_sn(nn.Conv2d(cin, cout, 1, bias=False), sn, sn_impl)
+
+        self.query, self.key, self.value = conv(channels, qk), conv(channels, qk), conv(channels, v)
+        self.out = conv(v, channels)
+        self.gamma = nn.Parameter(torch.zeros(()))
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.query(x).flatten(2).transpose(1, 2)  # B x HW x C/8
+        kv_in = F.max_pool2d(x, 2) if self.pool else x
+        k = self.key(kv_in).flatten(2).transpose(1, 2)  # B x HW' x C/8
+        v = self.value(kv_in).flatten(2).transpose(1, 2)  # B x HW' x C/2
+        # Fused kernel (no materialised HW x HW matrix on supported backends); scale=1 as in SAGAN.
+        o = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), scale=1.0)
+        o = o.squeeze(1).transpose(1, 2).reshape(b, -1, h, w)
+        return x + self.gamma * self.out(o)

@@ -1,0 +1,90 @@
+"""DCGAN-style generator and discriminator, configurable enough to express every preset.
+
+G: dense projection to ``base_channels x 4 x 4`` -> one stride-2 transposed conv per entry
+of ``widths`` (each followed by norm + activation, attention where asked) -> conv to RGB ->
+tanh. D: one conv per entry of ``widths``/``strides`` (norm + activation, attention where
+asked) -> flatten -> dropout -> linear to one logit. D returns the *logit* when its output
+is ``sigmoid``: the BCE loss applies the sigmoid itself, which is the numerically stable form.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gankit.config import IMAGE_SIZE, Config, DiscriminatorConfig, GeneratorConfig
+from gankit.models.attention import SelfAttention
+from gankit.models.layers import SNImpl, activation, maybe_sn, norm2d
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig, sn_impl: SNImpl = "parametrization") -> None:
+        super().__init__()
+        self.latent_dim = cfg.latent_dim
+        sn = cfg.spectral_norm
+        self.base = cfg.base_channels
+        self.project = maybe_sn(nn.Linear(cfg.latent_dim, self.base * 16), sn, sn_impl)
+        self.project_post = nn.Sequential(
+            norm2d(cfg.norm, self.base), activation(cfg.activation, cfg.leaky_slope)
+        )
+        layers: list[nn.Module] = []
+        cin, res = self.base, 4
+        k = cfg.kernel_size
+        pad = (k - 1) // 2
+        for w in cfg.widths:
+            res *= 2
+            layers += [
+                maybe_sn(
+                    nn.ConvTranspose2d(cin, w, k, 2, pad, output_padding=2 - k + 2 * pad),
+                    sn,
+                    sn_impl,
+                ),
+                norm2d(cfg.norm, w),
+                activation(cfg.activation, cfg.leaky_slope),
+            ]
+            if res in cfg.attention:
+                layers.append(SelfAttention(w, sn, cfg.attention_pool, sn_impl))
+            cin = w
+        layers += [
+            maybe_sn(nn.Conv2d(cin, 3, cfg.out_kernel, 1, cfg.out_kernel // 2), sn, sn_impl),
+            nn.Tanh(),
+        ]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.project(z).view(z.shape[0], self.base, 4, 4)
+        return self.body(self.project_post(x))
+
+
+class Discriminator(nn.Module):
+    def __init__(self, cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametrization") -> None:
+        super().__init__()
+        sn = cfg.spectral_norm
+        layers: list[nn.Module] = []
+        cin, res = 3, IMAGE_SIZE
+        for w, s in zip(cfg.widths, cfg.strides, strict=True):
+            res //= s
+            layers += [
+                maybe_sn(nn.Conv2d(cin, w, cfg.kernel_size, s, cfg.kernel_size // 2), sn, sn_impl),
+                norm2d(cfg.norm, w),
+                activation(cfg.activation, cfg.leaky_slope),
+            ]
+            if res in cfg.attention:
+                layers.append(SelfAttention(w, sn, cfg.attention_pool, sn_impl))
+            cin = w
+        self.features = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = maybe_sn(nn.Linear(cin * res * res, 1), sn, sn_impl)
+        self.output = cfg.output
+        self.has_batchnorm = cfg.norm == "batch"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x).flatten(1)
+        out = self.head(self.dropout(h)).squeeze(1)
+        return torch.tanh(out) if self.output == "tanh" else out
+
+
+def build_models(
+    cfg: Config, sn_impl: SNImpl = "parametrization"
+) -> tuple[Generator, Discriminator]:
+    return Generator(cfg.generator, sn_impl), Discriminator(cfg.discriminator, sn_impl)

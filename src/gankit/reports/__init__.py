@@ -1,0 +1,1 @@
+"""Reports: image grids, loss/FID plots, the HTML comparison report."""

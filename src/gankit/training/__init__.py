@@ -1,0 +1,1 @@
+"""Training: runtime setup, the GAN step, the epoch loop, checkpoints and run records."""

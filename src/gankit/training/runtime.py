@@ -1,0 +1,96 @@
+"""Device, precision, threads and distributed setup.
+
+The fast defaults: bf16 autocast on CPUs with native bf16 (AVX512-BF16 / AMX) and on CUDA
+GPUs that support it, fp16 AMP with a grad scaler on older GPUs, channels_last memory
+format, and all CPU cores as intra-op threads. The distributed helpers read the variables
+``torchrun`` sets, so the same loop runs as one process or as one rank of a DDP job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from gankit.config import PerfConfig
+from gankit.errors import GankitError
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    dtype: torch.dtype | None  # autocast dtype, None for fp32
+    channels_last: bool
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @property
+    def precision(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+
+def cpu_has_bf16() -> bool:
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise GankitError(f"perf.device: unknown device {name!r}; use auto, cpu or cuda") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise GankitError("perf.device=cuda but no CUDA GPU is available; use perf.device=cpu")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def _pick_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_has_bf16() else None
+    if precision == "fp16" and device.type == "cpu":
+        raise GankitError("perf.precision=fp16 is for CUDA; use bf16 or fp32 on the CPU")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def setup(perf: PerfConfig) -> Runtime:
+    """Resolve perf settings; join the process group when launched by ``torchrun``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _pick_device(perf.device, local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if perf.threads:
+        torch.set_num_threads(perf.threads)
+    elif device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    return Runtime(device, _pick_dtype(perf.precision, device), perf.channels_last, rank, world)
+
+
+def all_reduce_mean(t: torch.Tensor, rt: Runtime) -> torch.Tensor:
+    if rt.world_size > 1:
+        t = t.clone()
+        dist.all_reduce(t)
+        t /= rt.world_size
+    return t

@@ -1,0 +1,127 @@
+"""One GAN iteration: ``n_dis`` discriminator updates, then one generator update.
+
+Kept separate from the epoch loop so the benchmark can time exactly the step the trainer
+runs. Speed choices that do not change the maths: D sees real and fake in one batch when it
+has no batch norm (identical result, one larger matmul); G's update back-propagates only
+into G's parameters (``inputs=``), skipping D's weight gradients; noise is drawn in place
+into pre-allocated buffers; losses are accumulated on the device and read only when logged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gankit.config import Config
+from gankit.losses import clip_weights, d_loss_parts, g_loss, gradient_penalty
+from gankit.training.runtime import Runtime
+
+
+def _adam(params, lr: float, betas: tuple[float, float], device: torch.device):
+    # fused Adam runs one kernel for all parameters (CPU and CUDA in recent PyTorch).
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
+
+
+class GANStep:
+    """Holds G, D, their optimizers and noise buffers; ``__call__`` runs one iteration."""
+
+    def __init__(
+        self, cfg: Config, g: nn.Module, d: nn.Module, rt: Runtime, noise: torch.Generator
+    ) -> None:
+        self.cfg, self.g, self.d, self.rt, self.noise = cfg, g, d, rt, noise
+        o = cfg.optim
+        self.g_opt = _adam(g.parameters(), o.g_lr, o.g_betas, rt.device)
+        self.d_opt = _adam(d.parameters(), o.d_lr, o.d_betas, rt.device)
+        fp16 = rt.dtype == torch.float16
+        self.g_scaler = torch.amp.GradScaler(rt.device.type, enabled=fp16)
+        self.d_scaler = torch.amp.GradScaler(rt.device.type, enabled=fp16)
+        b = cfg.train.batch_size
+        self.n_real = b // 2 if cfg.train.d_batch == "half" else b
+        latent = cfg.generator.latent_dim
+        self._z_d = torch.empty(self.n_real, latent, device=rt.device)
+        self._z_g = torch.empty(b, latent, device=rt.device)
+        self.concat_d = not _unwrap(d).has_batchnorm
+        self.stats = torch.zeros(4, device=rt.device)  # d_real, d_fake, g, gp (sums)
+        self.count = 0
+
+    def _fmt(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.rt.channels_last else x
+
+    def d_step(self, real: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        real = self._fmt(real)
+        z = self._z_d.normal_(generator=self.noise)
+        with torch.no_grad(), self.rt.autocast():
+            fake = self.g(z)
+        with self.rt.autocast():
+            if self.concat_d:
+                out = self.d(torch.cat([real, fake.to(real.dtype)])).float()
+                out_real, out_fake = out[: len(real)], out[len(real) :]
+            else:
+                out_real, out_fake = self.d(real).float(), self.d(fake).float()
+        loss_real, loss_fake = d_loss_parts(cfg.loss.name, out_real, out_fake)
+        loss = loss_real + loss_fake
+        gp = torch.zeros((), device=loss.device)
+        if cfg.loss.name == "wgan-gp":
+            with self.rt.autocast():
+                gp = gradient_penalty(self.d, real, fake.to(real.dtype))
+            loss = loss + cfg.loss.gp_weight * gp
+        self.d_opt.zero_grad(set_to_none=True)
+        self.d_scaler.scale(loss).backward()
+        self.d_scaler.step(self.d_opt)
+        self.d_scaler.update()
+        if cfg.loss.clip:
+            clip_weights(self.d, cfg.loss.clip)
+        return torch.stack([loss_real.detach(), loss_fake.detach(), gp.detach()])
+
+    def g_step(self) -> torch.Tensor:
+        z = self._z_g.normal_(generator=self.noise)
+        with self.rt.autocast():
+            # The plain module, not a DDP wrapper: D's weights get no gradient here.
+            out = _unwrap(self.d)(self.g(z)).float()
+        loss = g_loss(self.cfg.loss.name, out, self.cfg.loss.g_mode)
+        self.g_opt.zero_grad(set_to_none=True)
+        self.g_scaler.scale(loss).backward(inputs=list(self.g.parameters()))
+        self.g_scaler.step(self.g_opt)
+        self.g_scaler.update()
+        return loss.detach()
+
+    def __call__(self, reals: list[torch.Tensor]) -> None:
+        """One iteration on ``n_dis`` real batches; losses are added to ``self.stats``."""
+        d_stats = torch.stack([self.d_step(r) for r in reals]).mean(0)
+        g = self.g_step()
+        self.stats += torch.stack([d_stats[0], d_stats[1], g, d_stats[2]])
+        self.count += 1
+
+    def pop_stats(self) -> dict[str, float]:
+        """Mean losses since the last call (one host sync)."""
+        vals = (self.stats / max(self.count, 1)).tolist()
+        self.stats.zero_()
+        self.count = 0
+        out = {"d_loss_real": vals[0], "d_loss_fake": vals[1], "g_loss": vals[2]}
+        if self.cfg.loss.name in ("wasserstein", "wgan-gp"):
+            out["wasserstein"] = -(vals[0] + vals[1])  # E[D(real)] - E[D(fake)]
+        if self.cfg.loss.name == "wgan-gp":
+            out["gp"] = vals[3]
+        return out
+
+    def state_dict(self) -> dict:
+        return {
+            "g_opt": self.g_opt.state_dict(),
+            "d_opt": self.d_opt.state_dict(),
+            "g_scaler": self.g_scaler.state_dict(),
+            "d_scaler": self.d_scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.g_opt.load_state_dict(state["g_opt"])
+        self.d_opt.load_state_dict(state["d_opt"])
+        self.g_scaler.load_state_dict(state["g_scaler"])
+        self.d_scaler.load_state_dict(state["d_scaler"])
