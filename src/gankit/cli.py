@@ -28,7 +28,7 @@ def cli() -> None:
 @click.option("--resume", type=click.Path(path_type=Path), help="continue this run folder")
 @click.option("--fid-every", type=click.IntRange(min=0), help="FID every E epochs (0: off)")
 @click.option("--fid-n", type=click.IntRange(min=2), help="generated images per FID")
-@click.option("--fid-ref", type=click.Choice(["train", "test"]), help="FID reference split")
+@click.option("--fid-ref", help="FID reference: train, test or a slice like test[0:1000]")
 @click.option("--inception", type=click.Path(path_type=Path), help=INCEPTION_HELP)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train(preset, data_dir, out, epochs, overrides, resume, fid_every, fid_n, fid_ref, inception,
@@ -94,6 +94,91 @@ def generate(checkpoint, n, out, seed) -> None:
     g, _, epoch = load_generator(checkpoint)
     kind = write_images(sample_images(g, n, seed), out)
     click.echo(f"wrote {n} images ({kind}) from epoch {epoch} to {out}")
+
+
+def _extractor(inception, mode, precision, batch_size):
+    from gankit.metrics.inception import FeatureExtractor
+
+    return FeatureExtractor(inception, mode=mode, precision=precision, batch_size=batch_size)
+
+
+def fid_options(f):
+    for opt in reversed([
+        click.option("--data-dir", type=click.Path(path_type=Path), help=DATA_HELP),
+        click.option("--inception", type=click.Path(path_type=Path), help=INCEPTION_HELP),
+        click.option("--mode", type=click.Choice(["tf", "pytorch-fid"]), default="tf",
+                     show_default=True, help="preprocessing (tf reproduces the TF reference)"),
+        click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32",
+                     show_default=True, help="Inception precision (fp32 for reported numbers)"),
+        click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True),
+    ]):
+        f = opt(f)
+    return f
+
+
+@cli.command()
+@click.argument("a")
+@click.argument("b")
+@fid_options
+@click.option("--n", "n", type=click.IntRange(min=2), default=10000, show_default=True,
+              help="images generated from a checkpoint side")
+@click.option("--kid", "with_kid", is_flag=True, help="also report KID (mean +- std)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON record")
+def fid(a, b, data_dir, inception, mode, precision, batch_size, n, with_kid, as_json) -> None:
+    """FID between A and B (cifar10:SPLIT[a:b], image folder, .npz/.npy, stats, checkpoint)."""
+    import json
+
+    from gankit.metrics.sources import compare, load_source
+
+    ext = _extractor(inception, mode, precision, batch_size)
+    sa, sb = (load_source(s, data_dir=data_dir, n=n) for s in (a, b))
+    rec = compare(sa, sb, ext, with_kid=with_kid, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(rec, sort_keys=True))
+        return
+    click.echo(f"{rec['n_a']} vs {rec['n_b']} images, mode {mode}, {precision}, "
+               f"{rec['seconds']:.0f} s")
+    line = f"FID: {rec['fid']:.4f}"
+    if with_kid:
+        line += f"  KID: {rec['kid_mean']:.5f} +- {rec['kid_std']:.5f}"
+    click.echo(line)
+
+
+@cli.command("fid-stats")
+@click.argument("source")
+@fid_options
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="also save the stats here")
+def fid_stats(source, data_dir, inception, mode, precision, batch_size, out) -> None:
+    """Compute (and cache, for CIFAR-10) FID statistics of SOURCE."""
+    from gankit.metrics.sources import load_source, source_stats, stats_cache_path
+
+    ext = _extractor(inception, mode, precision, batch_size)
+    src = load_source(source, data_dir=data_dir)
+    stats, _ = source_stats(src, ext, progress=True)
+    if out:
+        stats.save(out)
+    where = out or (stats_cache_path(src.cache_key, ext) if src.cache_key else None)
+    click.echo(f"{source}: {stats.n} images, mode {mode}; statistics at {where}")
+
+
+@cli.command("fid-baselines")
+@fid_options
+@click.option("--n", "n", type=click.IntRange(min=2, max=5000), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def fid_baselines(data_dir, inception, mode, precision, batch_size, n, seed, as_json) -> None:
+    """Real-vs-real FID at N images: train halves, test halves, train vs test."""
+    import json
+
+    from gankit.metrics.baselines import baselines
+
+    ext = _extractor(inception, mode, precision, batch_size)
+    rec = baselines(ext, data_dir, n, seed)
+    if as_json:
+        click.echo(json.dumps(rec, sort_keys=True))
+        return
+    for k in ("train_vs_train", "test_vs_test", "train_vs_test"):
+        click.echo(f"{k:15s} FID {rec[k]:.3f}  (N={n} per side, mode {mode})")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -130,7 +130,8 @@ class TrainConfig(_Strict):
     n_samples: int = Field(64, ge=1, le=1024)
     fid_every: int = Field(0, ge=0, description="0 disables FID during training")
     fid_n: int = Field(5000, ge=2)
-    fid_ref: Literal["train", "test"] = "train"
+    fid_ref: str = Field("train", pattern=r"^(cifar10:)?(train|test)(\[\d*:\d*\])?$",
+                         description="train, test, or a slice such as test[0:1000]")
     fid_mode: Literal["tf", "pytorch-fid"] = "tf"
 
     @model_validator(mode="after")

@@ -1,0 +1,1 @@
+"""Metrics: FID and KID with the standard TensorFlow Inception network."""
