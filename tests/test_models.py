@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from gankit.config import resolve
+from gankit.models import SelfAttention, build_models
+
+
+@pytest.mark.parametrize("preset", ["dcgan", "sndcgan", "sagan"])
+def test_shapes_and_ranges(preset):
+    cfg = resolve(preset)
+    g, d = build_models(cfg)
+    x = g(torch.randn(5, cfg.generator.latent_dim))
+    assert x.shape == (5, 3, 32, 32) and x.abs().max() <= 1
+    assert d(x).shape == (5,)
+
+
+def test_keras_dcgan_layers():
+    g, d = build_models(resolve("dcgan"))
+    assert g.project.out_features == 256 * 16
+    convt = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(m.out_channels, m.kernel_size, m.stride) for m in convt] == [(128, (4, 4), (2, 2))] * 3
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(m.out_channels, m.stride[0]) for m in convs] == [(64, 1), (128, 2), (128, 2), (256, 2)]
+    assert d.dropout.p == 0.4
+
+
+def test_configurable_stages_kernels_and_norm():
+    cfg = resolve("sndcgan", ["generator.kernel_size=3", "discriminator.widths=[32, 64]",
+                              "discriminator.strides=[2, 2]", "generator.activation=none",
+                              "generator.norm=none"])
+    g, d = build_models(cfg)
+    assert g(torch.randn(2, 32)).shape == (2, 3, 32, 32)
+    assert d.head.in_features == 64 * 8 * 8
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in g.modules())
+
+
+@pytest.mark.parametrize("impl", ["parametrization", "legacy"])
+def test_spectral_norm_top_singular_value_is_one(impl):
+    cfg = resolve("sndcgan")
+    g, d = build_models(cfg, sn_impl=impl)
+    for _ in range(30):  # power iterations run in training-mode forwards
+        d(g(torch.randn(4, 32)))
+    layers = [m for m in list(g.modules()) + list(d.modules())
+              if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
+    assert len(layers) >= 9
+    for m in layers:
+        w = m.weight.detach()
+        w = w.transpose(0, 1) if isinstance(m, torch.nn.ConvTranspose2d) else w
+        sigma = torch.linalg.matrix_norm(w.flatten(1), ord=2)
+        assert sigma == pytest.approx(1.0, abs=0.05), m
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_attention_with_zero_gamma_is_identity(pool):
+    att = SelfAttention(64, sn=True, pool=pool)
+    x = torch.randn(2, 64, 16, 16)
+    assert att.gamma.item() == 0
+    assert torch.equal(att(x), x)
+    att.gamma.data.fill_(1.0)
+    y = att(x)
+    assert y.shape == x.shape and not torch.allclose(y, x)
+    assert att.query.weight.shape[0] == 8 and att.key.weight.shape[0] == 8
+
+
+def test_attention_matches_explicit_softmax():
+    att = SelfAttention(16)
+    att.gamma.data.fill_(0.7)
+    x = torch.randn(2, 16, 4, 4)
+    q = att.query(x).flatten(2)  # B x C/8 x N
+    k = att.key(x).flatten(2)
+    v = att.value(x).flatten(2)
+    beta = torch.softmax(q.transpose(1, 2) @ k, dim=-1)  # B x N x N, rows sum to 1
+    o = (v @ beta.transpose(1, 2)).view(2, -1, 4, 4)
+    torch.testing.assert_close(att(x), x + 0.7 * att.out(o), atol=1e-5, rtol=1e-5)
+
+
+def test_sagan_places_attention_at_32x32():
+    g, d = build_models(resolve("sagan"))
+    seen = []
+    for m in (g, d):
+        for mod in m.modules():
+            if isinstance(mod, SelfAttention):
+                mod.register_forward_hook(lambda _m, i, _o: seen.append(i[0].shape[-1]))
+    d(g(torch.randn(2, 32)))
+    assert seen == [32, 32]

@@ -1,0 +1,85 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gankit.errors import GankitError
+from gankit.io import read_jsonl
+from gankit.training import checkpoint
+from gankit.training.loop import load_run_config, train
+
+
+def _weights(run_dir, epoch):
+    return load_file(str(run_dir / "checkpoints" / f"epoch-{epoch:06d}.safetensors"))
+
+
+@pytest.mark.parametrize("preset", ["dcgan", "sagan"])
+def test_short_run_writes_everything(tmp_path, tiny_cfg, images, preset):
+    cfg = tiny_cfg(preset, "train.epochs=2", "train.sample_every=1", "train.checkpoint_every=1")
+    run = tmp_path / "run"
+    train(cfg, run, images, progress=False)
+    assert (run / "samples" / "epoch-000001.png").is_file()
+    assert (run / "samples" / "epoch-000002.png").is_file()
+    assert [e for e, _ in checkpoint.epoch_checkpoints(run / "checkpoints")] == [1, 2] or \
+        [e for e, _ in checkpoint.epoch_checkpoints(run / "checkpoints")] == [2]
+    recs = read_jsonl(run / "metrics.jsonl")
+    steps = [r for r in recs if r["kind"] == "step"]
+    assert {"step", "epoch", "d_loss_real", "d_loss_fake", "g_loss", "images_per_s",
+            "wall_time"} <= set(steps[0])
+    assert all(torch.isfinite(torch.tensor(r["g_loss"])) for r in steps)
+    assert [r["epoch"] for r in recs if r["kind"] == "epoch"] == [1, 2]
+    rec = json.loads((run / "run.json").read_text())
+    assert rec["seed"] == cfg.train.seed and "torch" in rec["versions"] and "git" in rec
+    assert load_run_config(run) == cfg
+    if preset == "sagan":
+        assert "wasserstein" in steps[0]
+
+
+@pytest.mark.parametrize("preset", ["dcgan", "sagan"])
+def test_resume_gives_identical_weights(tmp_path, tiny_cfg, images, preset):
+    full = tiny_cfg(preset, "train.epochs=4", "train.checkpoint_every=1", "data.hflip=true")
+    train(full, tmp_path / "a", images, progress=False)
+    half = full.model_copy(update={"train": full.train.model_copy(update={"epochs": 2})})
+    train(half, tmp_path / "b", images, progress=False)
+    # simulate an interruption after epoch 3 had started: junk metrics from the lost part
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"kind": "step", "epoch": 3, "step": 999}) + "\n")
+    train(full, tmp_path / "b", images, progress=False, resume=True)
+    a, b = _weights(tmp_path / "a", 4), _weights(tmp_path / "b", 4)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps_b = [r["step"] for r in read_jsonl(tmp_path / "b" / "metrics.jsonl")]
+    assert 999 not in steps_b
+
+
+def test_checkpoints_keep_last_and_every_nth(tmp_path, tiny_cfg, images):
+    cfg = tiny_cfg("dcgan", "train.epochs=5", "train.checkpoint_every=1", "train.keep_every=2")
+    train(cfg, tmp_path / "r", images, progress=False)
+    kept = [e for e, _ in checkpoint.epoch_checkpoints(tmp_path / "r" / "checkpoints")]
+    assert kept == [2, 4, 5]
+    assert not list((tmp_path / "r" / "checkpoints").glob("*.tmp"))
+
+
+def test_existing_run_dir_is_refused_and_untouched(tmp_path, tiny_cfg, images):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "precious.txt").write_text("keep")
+    with pytest.raises(GankitError, match="--resume"):
+        train(tiny_cfg(), run, images, progress=False)
+    assert [p.name for p in run.iterdir()] == ["precious.txt"]
+
+
+@pytest.mark.parametrize("extra", [
+    ["loss.name=hinge", "discriminator.output=linear"],
+    ["loss.name=wgan-gp", "discriminator.output=linear", "optim.n_dis=2"],
+    ["loss.name=wasserstein", "discriminator.output=linear", "loss.clip=0.01"],
+    ["loss.name=bce", "loss.g_mode=minimax", "discriminator.norm=batch"],
+])
+def test_every_loss_trains(tmp_path, tiny_cfg, images, extra):
+    cfg = tiny_cfg("dcgan", "train.epochs=1", *extra)
+    t = train(cfg, tmp_path / "r", images, progress=False)
+    assert t.global_step == len(images) // (cfg.train.batch_size // 2) // cfg.optim.n_dis
+    if cfg.loss.clip:
+        assert all(p.abs().max() <= cfg.loss.clip + 1e-6 for p in t.d.parameters())
