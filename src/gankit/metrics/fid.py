@@ -62,6 +62,12 @@ def _trace_sqrt_product_eigh(s1: np.ndarray, s2: np.ndarray) -> float:
     return float(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum())
 
 
+def _sqrtm(m: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():  # scipy's own "singular matrix" note; we warn ourselves
+        warnings.simplefilter("ignore")
+        return scipy.linalg.sqrtm(m)
+
+
 def frechet_distance(
     mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
     eps: float = 1e-6, method: str = "scipy",
@@ -75,14 +81,14 @@ def frechet_distance(
     if method == "eigh":
         tr_covmean = _trace_sqrt_product_eigh(s1, s2)
     elif method == "scipy":
-        covmean, _ = scipy.linalg.sqrtm(s1 @ s2, disp=False)
+        covmean = _sqrtm(s1 @ s2)
         if not np.isfinite(covmean).all():
             warnings.warn(
                 f"FID: product of covariances is singular; adding {eps} to the diagonals",
                 RuntimeWarning, stacklevel=2,
             )
             offset = np.eye(len(s1)) * eps
-            covmean, _ = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset), disp=False)
+            covmean = _sqrtm((s1 + offset) @ (s2 + offset))
         if np.iscomplexobj(covmean):
             if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
                 raise GankitError(f"FID: imaginary component {np.abs(covmean.imag).max():.3g}")

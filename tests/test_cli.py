@@ -1,0 +1,87 @@
+"""The command line: one clear error line and exit code 2 for every bad input."""
+
+import subprocess
+import sys
+
+import pytest
+
+from gankit.cli import main
+
+from .conftest import TINY
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def ok(args, capsys):
+    try:
+        main(args)
+    except SystemExit as exc:  # click may exit 0
+        assert exc.code in (0, None), capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+@pytest.fixture
+def tiny_args(fake_cifar):
+    sets = [x for t in TINY + ["data.limit=64", "train.epochs=1"] for x in ("--set", t)]
+    return ["--data-dir", str(fake_cifar), "--no-progress", *sets]
+
+
+def test_train_resume_generate(tmp_path, capsys, tiny_args):
+    run = tmp_path / "run"
+    assert "done" in ok(["train", "--preset", "sagan", "--out", str(run), *tiny_args], capsys)
+    assert (run / "loss.png").is_file()
+    out = ok(["train", "--resume", str(run), "--epochs", "2", "--no-progress",
+              "--data-dir", tiny_args[1]], capsys)
+    assert "epoch 2" in out
+    ok(["generate", str(run), "--n", "8", "--out", str(tmp_path / "s.npz")], capsys)
+    assert (tmp_path / "s.npz").is_file()
+
+
+@pytest.mark.parametrize("args, match", [
+    (["train", "--preset", "nope"], "unknown preset"),
+    (["train", "--set", "generator.bogus=1"], "generator.bogus: unknown key"),
+    (["train", "--set", "train.epochs=-3"], "train.epochs"),
+    (["train", "--set", "train.batch_size=abc"], "train.batch_size"),
+    (["generate", "missing.safetensors", "--out", "x.png"], "checkpoint not found"),
+    (["generate", "x.safetensors", "--out", "x.gif"], "--out x.gif"),
+    (["train", "--resume", "nowhere"], "not a gankit run folder"),
+])
+def test_bad_input_one_line_exit_2(args, match, capsys, fake_cifar, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(args + (["--data-dir", str(fake_cifar)] if args[0] == "train" and
+                                   "--resume" not in args else []), capsys)
+    assert code == 2
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert len(lines) == 1 and lines[0].startswith("error:") and match in lines[0], err
+
+
+def test_missing_and_corrupt_data(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("gankit.data.cifar10.CIFAR10_URL", "http://nonexistent.invalid/x")
+    code, _, err = run_cli(["train", "--data-dir", str(tmp_path / "none"), "--out",
+                            str(tmp_path / "r")], capsys)
+    assert code == 2 and "--data-dir" in err and err.count("\n") == 1
+    bad = tmp_path / "cifar-10-python.tar.gz"
+    bad.write_bytes(b"\x1f\x8b broken")
+    code, _, err = run_cli(["train", "--data-dir", str(bad), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "corrupt" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_existing_run_folder_without_resume(tmp_path, capsys, tiny_args):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep").write_text("x")
+    code, _, err = run_cli(["train", "--out", str(run), *tiny_args], capsys)
+    assert code == 2 and "--resume" in err and (run / "keep").read_text() == "x"
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable, "-m", "gankit.cli", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for cmd in ("train", "generate", "fid", "fid-stats", "fid-baselines"):
+        assert cmd in out
