@@ -181,6 +181,49 @@ def fid_baselines(data_dir, inception, mode, precision, batch_size, n, seed, as_
         click.echo(f"{k:15s} FID {rec[k]:.3f}  (N={n} per side, mode {mode})")
 
 
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench.json"),
+              show_default=True, help="JSON results")
+@click.option("--data-dir", type=click.Path(path_type=Path), help=DATA_HELP)
+@click.option("--inception", type=click.Path(path_type=Path), help=INCEPTION_HELP)
+@click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--fid-n", type=click.IntRange(min=10), default=2500, show_default=True)
+@click.option("--skip-fid", is_flag=True, help="training benchmark only")
+@click.option("--skip-scaling", is_flag=True)
+def bench(out, data_dir, inception, steps, repeats, fid_n, skip_fid, skip_scaling) -> None:
+    """Side-by-side speed: gankit vs a plain fp32 eager loop; FID feature paths."""
+    import platform
+
+    import torch
+
+    from gankit import bench as b
+    from gankit.io import write_json
+    from gankit.training.record import versions
+
+    log = click.echo
+    log(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+        f"threads, torch {torch.__version__}")
+    res = {"versions": versions(), "training": b.bench_training(
+        ["dcgan", "sndcgan", "sagan"], [None, 64], steps, repeats, 2, False, log)}
+    dc = next(r for r in res["training"] if r["preset"] == "dcgan" and r["batch_kind"] == "preset")
+    sa = next(r for r in res["training"] if r["preset"] == "sagan" and r["batch"] == 64)
+    log(f"dcgan speedup vs fp32 eager: {dc['speedup']:.2f}x")
+    log(f"train speedup vs fp32 eager: {sa['speedup']:.2f}x")
+    if not skip_scaling:
+        res["scaling"] = b.bench_scaling([32, 64, 128], [0.5, 1.0], log)
+    if not skip_fid:
+        f = b.bench_fid(data_dir, inception, fid_n, log)
+        res["fid"] = f
+        speed = f["gankit bf16"]["images_per_s"] / f["fp32 reference"]["images_per_s"]
+        dfid = abs(f["gankit bf16"]["fid"] - f["gankit fp32"]["fid"])
+        res["fid_feature_speedup"], res["fid_abs_delta"] = speed, dfid
+        write_json(out, res)
+        log(f"fid feature speedup: {speed:.2f}x, |dFID| = {dfid:.4f}")
+    else:
+        write_json(out, res)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="gankit", standalone_mode=False)
