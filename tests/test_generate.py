@@ -35,8 +35,8 @@ def test_foreign_files_are_not_checkpoints(tmp_path):
     junk.write_bytes(b"\x00" * 64)
     with pytest.raises(GankitError, match="not a gankit checkpoint"):
         load_generator(junk)
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     other = tmp_path / "other.safetensors"
     save_file({"w": torch.zeros(2)}, str(other))

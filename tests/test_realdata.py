@@ -61,3 +61,26 @@ def test_fid_tracking_during_training_keeps_best(tmp_path):
     best = min(fids, key=lambda r: r["fid"])
     assert fids[-1]["best_epoch"] == best["epoch"]
     assert (run / "checkpoints" / "best.safetensors").is_file() and (run / "fid.png").is_file()
+
+
+def test_small_sweep_with_real_fid_resumes(tmp_path, capsys):
+    data, inc = real_paths()
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(
+        "base: sndcgan\nepochs: 1\nset: {data.limit: 256}\n"
+        "fid: {n: 100, ref: 'test[0:100]'}\n"
+        "variants:\n  - {name: base}\n  - {name: latent16, set: {generator.latent_dim: 16}}\n"
+        "  - {name: attn, set: {generator.attention: [32], discriminator.attention: [32]}}\n"
+    )
+    out = tmp_path / "sweep"
+    _cli(["sweep", str(spec), "--out", str(out), "--data-dir", data, "--inception", inc,
+          "--no-progress"])
+    rows = (out / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("rank,variant")
+    fids = [float(r.split(",")[-3]) for r in rows[1:]]
+    assert fids == sorted(fids)
+    assert (out / "report.html").is_file() and (out / "results.md").is_file()
+    before = (out / "runs" / "base" / "result.json").stat().st_mtime_ns
+    _cli(["sweep", str(spec), "--out", str(out), "--data-dir", data, "--inception", inc,
+          "--no-progress"])  # finished variants are skipped
+    assert (out / "runs" / "base" / "result.json").stat().st_mtime_ns == before

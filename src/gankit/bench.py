@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from gankit.config import Config, PerfConfig, resolve
+from gankit.config import Config, resolve
 from gankit.losses import d_loss_parts, g_loss
 from gankit.models import build_models
 from gankit.training.runtime import setup

@@ -224,6 +224,82 @@ def bench(out, data_dir, inception, steps, repeats, fid_n, skip_fid, skip_scalin
         write_json(out, res)
 
 
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("report.html"),
+              show_default=True)
+@click.option("--title", default="gankit report", show_default=True)
+@click.option("--epochs", help="sample-grid epochs to show, e.g. 10,20,50,100,150,200")
+@click.option("--baselines", type=click.Path(path_type=Path),
+              help="JSON from `gankit fid-baselines --json`")
+def report(runs, out, title, epochs, baselines) -> None:
+    """One self-contained HTML report comparing RUNS."""
+    from gankit.reports.html import render
+
+    wanted = None
+    if epochs:
+        try:
+            wanted = [int(e) for e in epochs.split(",") if e.strip()]
+        except ValueError:
+            raise GankitError(f"--epochs expects integers like 10,20,50, got {epochs!r}") from None
+    render(list(runs), out, title=title, epochs=wanted, baselines=baselines)
+    click.echo(f"wrote {out}")
+
+
+@cli.command()
+@click.argument("spec")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), help=DATA_HELP)
+@click.option("--inception", type=click.Path(path_type=Path), help=INCEPTION_HELP)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def sweep(spec, out, data_dir, inception, progress) -> None:
+    """Train and FID-score the variants in SPEC (a YAML file, or a shipped sweep name)."""
+    from importlib import resources
+
+    from gankit.sweep import run_sweep
+
+    path = Path(spec)
+    if not path.is_file():
+        shipped = resources.files("gankit") / "sweeps" / f"{spec}.yaml"
+        if not shipped.is_file():
+            raise GankitError(f"sweep file not found: {spec}")
+        path = Path(str(shipped))
+    results = run_sweep(path, out, data_dir, inception, progress)
+    for r in results:
+        click.echo(f"{r['best_fid']:8.2f}  (epoch {r['best_epoch']})  {r['name']}")
+    click.echo(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'report.html'}")
+
+
+@cli.command()
+@click.argument("name", type=click.Choice(["dcgan-vs-sagan"]))
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), help=DATA_HELP)
+@click.option("--inception", type=click.Path(path_type=Path), help=INCEPTION_HELP)
+@click.option("--epochs", type=click.IntRange(min=1), default=400, show_default=True)
+@click.option("--fid-every", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--fid-n", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="generated images per FID during training")
+@click.option("--ref-n", type=click.IntRange(min=2, max=5000), default=1000, show_default=True,
+              help="N of the reference design's protocol (N generated vs N test)")
+@click.option("--standard-n", type=click.IntRange(min=2), default=10000, show_default=True)
+@click.option("--standard-ref", default="train", show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def study(name, out, data_dir, inception, epochs, fid_every, fid_n, ref_n, standard_n,
+          standard_ref, overrides, progress) -> None:
+    """Reproduce reference design 2: sndcgan vs sagan with FID tracking and a report."""
+    from gankit.study import run_study
+
+    rows = run_study(out, data_dir, inception, epochs=epochs, fid_every=fid_every, fid_n=fid_n,
+                     ref_n=ref_n, standard_n=standard_n, standard_ref=standard_ref,
+                     overrides=list(overrides), progress=progress)
+    for r in rows:
+        click.echo(f"{r['run']:8s} {r['which']:5s} epoch {r['epoch']:4d}  "
+                   f"FID ref-protocol {r['fid_reference_protocol']:.2f}  "
+                   f"standard {r['fid_standard']:.2f}")
+    click.echo(f"wrote {out / 'report.html'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="gankit", standalone_mode=False)
