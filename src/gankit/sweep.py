@@ -63,10 +63,10 @@ def _short(key: str, val: Any) -> str:
 def expand(spec: SweepSpec) -> list[Variant]:
     out = list(spec.variants)
     keys = list(spec.grid)
-    for combo in itertools.product(*(spec.grid[k] for k in keys)):
+    for combo in itertools.product(*(spec.grid[k] for k in keys)) if keys else []:
         sets = dict(zip(keys, combo, strict=True))
         name = "_".join(_short(k, v) for k, v in sets.items()).replace("=", "")
-        out.append(Variant(name=name or "base", set=sets))
+        out.append(Variant(name=name, set=sets))
     if not out:
         out = [Variant(name="base")]
     names = [v.name for v in out]
