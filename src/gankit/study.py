@@ -44,7 +44,7 @@ def run_study(out: Path, data_dir, inception, *, epochs: int, fid_every: int, fi
         train(cfg, run, images, resume=(run / "config.yaml").is_file(), progress=progress,
               evaluator=evaluator, on_epoch=plot_run)
     ref_protocol = source_stats(load_source(f"cifar10:test[0:{ref_n}]", data_dir=data_dir), ext)[0]
-    std_spec = standard_ref if ":" in standard_ref else f"cifar10:{standard_ref}"
+    std_spec = standard_ref if standard_ref.startswith("cifar10:") else f"cifar10:{standard_ref}"
     std_ref = source_stats(load_source(std_spec, data_dir=data_dir), ext, progress=progress)[0]
     rows, grids = [], {}
     for p in PRESETS:

@@ -19,7 +19,7 @@ class TrainingFID:
                  seed: int = 12345) -> None:
         t = cfg.train
         self.n, self.seed = t.fid_n, seed
-        self.ref_spec = t.fid_ref if ":" in t.fid_ref else f"cifar10:{t.fid_ref}"
+        self.ref_spec = t.fid_ref if t.fid_ref.startswith("cifar10:") else f"cifar10:{t.fid_ref}"
         self.ext = FeatureExtractor(inception, mode=t.fid_mode)
         self.ref: Stats = source_stats(load_source(self.ref_spec, data_dir=data_dir), self.ext,
                                        progress=True)[0]

@@ -83,7 +83,7 @@ def setup(perf: PerfConfig) -> Runtime:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if perf.threads:
         torch.set_num_threads(perf.threads)
-    elif device.type == "cpu":
+    elif device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     return Runtime(device, _pick_dtype(perf.precision, device), perf.channels_last, rank, world)
 
