@@ -84,3 +84,19 @@ def test_small_sweep_with_real_fid_resumes(tmp_path, capsys):
     _cli(["sweep", str(spec), "--out", str(out), "--data-dir", data, "--inception", inc,
           "--no-progress"])  # finished variants are skipped
     assert (out / "runs" / "base" / "result.json").stat().st_mtime_ns == before
+
+
+def test_study_end_to_end_tiny(tmp_path, capsys):
+    data, inc = real_paths()
+    out = tmp_path / "study"
+    _cli(["study", "dcgan-vs-sagan", "--out", str(out), "--data-dir", data, "--inception", inc,
+          "--epochs", "2", "--fid-every", "1", "--fid-n", "64", "--ref-n", "64",
+          "--standard-n", "64", "--standard-ref", "test[1000:1064]", "--set", "data.limit=128",
+          "--no-progress"])
+    rec = json.loads((out / "study.json").read_text())
+    assert [(r["run"], r["which"]) for r in rec["rows"]] == [
+        ("sndcgan", "best"), ("sndcgan", "final"), ("sagan", "best"), ("sagan", "final")]
+    assert all(np.isfinite(r["fid_reference_protocol"]) for r in rec["rows"])
+    assert set(rec["baselines"]) >= {"train_vs_train", "test_vs_test", "train_vs_test"}
+    html = (out / "report.html").read_text()
+    assert "reference protocol" in html and "best generator" in html

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -61,7 +62,7 @@ def train(preset, data_dir, out, epochs, overrides, resume, fid_every, fid_n, fi
         run_dir = out or Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
     images = load_training_images(cfg, data_dir)
     evaluator = None
-    if cfg.train.fid_every:
+    if cfg.train.fid_every and os.environ.get("RANK", "0") == "0":  # FID runs on rank 0 only
         from gankit.metrics.training import TrainingFID
 
         evaluator = TrainingFID(cfg, data_dir, inception)

@@ -146,13 +146,15 @@ class Trainer:
 
 
 def _prepare_run_dir(run_dir: Path, cfg: Config, rt: Runtime) -> None:
+    """Create the run folder on rank 0; other ranks wait until it exists."""
+    if not rt.is_main:
+        torch.distributed.barrier()
+        return
     if run_dir.exists() and any(run_dir.iterdir()):
         raise GankitError(
             f"run folder {run_dir} already exists; pass --resume {run_dir} to continue it "
             "or choose another --out"
         )
-    if not rt.is_main:
-        return
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / "samples").mkdir(exist_ok=True)
     write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
@@ -160,6 +162,8 @@ def _prepare_run_dir(run_dir: Path, cfg: Config, rt: Runtime) -> None:
         "device": str(rt.device), "precision": rt.precision,
         "channels_last": rt.channels_last, "world_size": rt.world_size,
     }))
+    if rt.world_size > 1:
+        torch.distributed.barrier()
 
 
 def train(
