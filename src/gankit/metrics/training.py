@@ -32,4 +32,4 @@ class TrainingFID:
             g.train(was_training)
         fake = Stats.from_features(self.ext(images))
         return {"fid": fid_from_stats(fake, self.ref, method="eigh"), "n": self.n,
-                "ref": self.ref_spec, "n_ref": self.ref.n, "mode": self.ext.mode}
+                "ref": self.ref_spec, "n_ref": self.ref.n, **self.ext.describe()}
