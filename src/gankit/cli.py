@@ -187,7 +187,7 @@ def fid_baselines(data_dir, inception, mode, precision, batch_size, n, seed, as_
               show_default=True, help="JSON results")
 @click.option("--data-dir", type=click.Path(path_type=Path), help=DATA_HELP)
 @click.option("--inception", type=click.Path(path_type=Path), help=INCEPTION_HELP)
-@click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--fid-n", type=click.IntRange(min=10), default=2500, show_default=True)
 @click.option("--skip-fid", is_flag=True, help="training benchmark only")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gankit.config import Config
+from gankit.config import Config, PerfConfig
 from gankit.errors import GankitError
 from gankit.io import atomic_path
 from gankit.models import Generator
@@ -33,8 +33,6 @@ def sample_images(
     g: Generator, n: int, seed: int = 0, batch_size: int = 500, precision: str = "fp32"
 ) -> np.ndarray:
     """``n`` images as uint8 N x 32 x 32 x 3 from latents drawn with ``seed``."""
-    from gankit.config import PerfConfig
-
     rt = setup(PerfConfig(precision=precision))
     g = g.to(rt.device).eval()
     gen = torch.Generator().manual_seed(seed)

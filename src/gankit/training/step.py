@@ -17,7 +17,7 @@ from gankit.losses import clip_weights, d_loss_parts, g_loss, gradient_penalty
 from gankit.training.runtime import Runtime
 
 
-def _adam(params, lr: float, betas: tuple[float, float], device: torch.device):
+def _adam(params, lr: float, betas: tuple[float, float]):
     # fused Adam runs one kernel for all parameters (CPU and CUDA in recent PyTorch).
     try:
         return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
@@ -37,8 +37,8 @@ class GANStep:
     ) -> None:
         self.cfg, self.g, self.d, self.rt, self.noise = cfg, g, d, rt, noise
         o = cfg.optim
-        self.g_opt = _adam(g.parameters(), o.g_lr, o.g_betas, rt.device)
-        self.d_opt = _adam(d.parameters(), o.d_lr, o.d_betas, rt.device)
+        self.g_opt = _adam(g.parameters(), o.g_lr, o.g_betas)
+        self.d_opt = _adam(d.parameters(), o.d_lr, o.d_betas)
         fp16 = rt.dtype == torch.float16
         self.g_scaler = torch.amp.GradScaler(rt.device.type, enabled=fp16)
         self.d_scaler = torch.amp.GradScaler(rt.device.type, enabled=fp16)
