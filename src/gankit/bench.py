@@ -46,7 +46,7 @@ class PlainStep:
         self.g_opt.zero_grad()
         lg.backward()
         self.g_opt.step()
-        float(lg)  # the per-step .item() a plain loop does for logging
+        lg.item()  # the per-step .item() a plain loop does for logging
 
 
 def fast_step(cfg: Config, compile_: bool = False) -> Callable[[torch.Tensor], None]:
