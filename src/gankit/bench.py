@@ -1,26 +1,35 @@
 """``gankit bench``: gankit's training step and FID feature path against the plain versions,
-side by side in one process (interleaved repeats, so machine noise hits both alike).
+side by side in one run (interleaved repeats, so machine noise hits both alike).
 
 The plain loop is what a user would write: float32, contiguous NCHW, eager, hook-based
 ``torch.nn.utils.spectral_norm``, default Adam, separate D passes for real and fake, and a G
-update that back-propagates through D's weights too.
+update that back-propagates through D's weights too. It runs in a spawned child process: a
+user's script has glibc's default allocator, and gankit's allocator setting
+(:mod:`gankit.malloc`) is process-wide, so it cannot be switched off in this process. The same
+plain loop is also timed in this process, with gankit's allocator, to show what each lever
+contributes.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+import numpy as np
 import torch
 
 from gankit.config import Config, resolve
 from gankit.losses import d_loss_parts, g_loss
+from gankit.malloc import peak_rss, reset_peak_rss
 from gankit.models import build_models
 from gankit.training.runtime import setup
 from gankit.training.step import GANStep
 
+Runner = Callable[[int], float]  # run n steps, return seconds per step
 
 class PlainStep:
     """The reference loop a user would write (see module docstring)."""
@@ -49,6 +58,7 @@ class PlainStep:
         lg.item()  # the per-step .item() a plain loop does for logging
 
 
+
 def fast_step(cfg: Config, compile_: bool = False) -> Callable[[torch.Tensor], None]:
     """gankit's step with its default perf settings (what ``gankit train`` runs)."""
     torch.manual_seed(0)
@@ -62,21 +72,64 @@ def fast_step(cfg: Config, compile_: bool = False) -> Callable[[torch.Tensor], N
     return lambda real: step([real])
 
 
-def time_pair(
-    fns: dict[str, Callable[[torch.Tensor], None]], real: torch.Tensor, images_per_step: int,
-    steps: int, repeats: int, warmup: int,
-) -> dict[str, dict[str, float]]:
-    """Interleave repeats of each function; images/s per repeat, min/median summarised."""
-    for fn in fns.values():
-        for _ in range(warmup):
+def plain_process() -> ProcessPoolExecutor:
+    """One spawned worker: a fresh interpreter with glibc's default allocator."""
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def in_process(fn: Callable[[torch.Tensor], None], real: torch.Tensor) -> Runner:
+    def run(n: int) -> float:
+        t = time.perf_counter()
+        for _ in range(n):
             fn(real)
-    times: dict[str, list[float]] = {k: [] for k in fns}
+        return (time.perf_counter() - t) / n
+    return run
+
+
+_child: dict[str, Any] = {}  # the worker keeps its model between calls
+
+
+def _child_plain_steps(preset: str, sets: list[str], real: np.ndarray, n: int) -> float:
+    key = (preset, tuple(sets))
+    if _child.get("key") != key:
+        _child.clear()
+        _child.update(key=key, step=PlainStep(resolve(preset, sets)))
+    return in_process(_child["step"], torch.from_numpy(real))(n)
+
+
+def _child_reference_features(inception: str, images: np.ndarray,
+                              warm: np.ndarray) -> tuple[float, np.ndarray]:
+    from gankit.metrics.inception import FeatureExtractor
+
+    ext = FeatureExtractor(inception, fast=False)
+    ext(warm)
+    t = time.perf_counter()
+    feats = ext(images)
+    return time.perf_counter() - t, feats
+
+
+def _child_malloc_mode() -> str:
+    from gankit.malloc import malloc_mode
+
+    return malloc_mode()
+
+
+def check_plain(pool: ProcessPoolExecutor) -> None:
+    mode = pool.submit(_child_malloc_mode).result()
+    if mode != "system":
+        raise RuntimeError(f"the plain-loop worker should use the default allocator, has {mode}")
+
+
+def time_runners(runners: dict[str, Runner], images_per_step: int, steps: int, repeats: int,
+                 warmup: int) -> dict[str, dict[str, float]]:
+    """Interleave repeats of each runner; images/s per repeat, min/median summarised."""
+    for run in runners.values():
+        if warmup:
+            run(warmup)
+    times: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(repeats):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(steps):
-                fn(real)
-            times[k].append((time.perf_counter() - t) / steps)
+        for k, run in runners.items():
+            times[k].append(run(steps))
     out = {}
     for k, ts in times.items():
         med = statistics.median(ts)
@@ -86,8 +139,12 @@ def time_pair(
     return out
 
 
+PLAIN, PLAIN_MALLOC, FAST = "fp32 eager", "fp32 eager + gankit malloc", "gankit"
+
+
 def bench_training(presets: list[str], batches: list[int | None], steps: int, repeats: int,
-                   warmup: int, compile_: bool, log: Callable[[str], None]) -> list[dict[str, Any]]:
+                   warmup: int, compile_: bool, log: Callable[[str], None],
+                   pool: ProcessPoolExecutor) -> list[dict[str, Any]]:
     rows = []
     for preset in presets:
         for b in batches:
@@ -96,25 +153,31 @@ def bench_training(presets: list[str], batches: list[int | None], steps: int, re
             bs = cfg.train.batch_size
             n_real = bs // 2 if cfg.train.d_batch == "half" else bs
             real = torch.rand(n_real, 3, 32, 32) * 2 - 1
-            res = time_pair({"fp32 eager": PlainStep(cfg), "gankit": fast_step(cfg, compile_)},
-                            real, bs, steps, repeats, warmup)
-            ratio = res["fp32 eager"]["ms_step_median"] / res["gankit"]["ms_step_median"]
+            real_np = real.numpy()
+
+            def child(n: int, preset=preset, sets=sets, real_np=real_np) -> float:
+                return pool.submit(_child_plain_steps, preset, sets, real_np, n).result()
+
+            res = time_runners({PLAIN: child, PLAIN_MALLOC: in_process(PlainStep(cfg), real),
+                                FAST: in_process(fast_step(cfg, compile_), real)},
+                               bs, steps, repeats, warmup)
+            ms = {k: r["ms_step_median"] for k, r in res.items()}
             row = {"preset": preset, "batch": bs, "batch_kind": "preset" if b is None else "fixed",
                    "precision": setup(cfg.perf).precision, "compile": compile_, **{
                        f"{k}_{m}": v for k, r in res.items() for m, v in r.items()},
-                   "speedup": ratio}
+                   "speedup": ms[PLAIN] / ms[FAST], "speedup_same_malloc": ms[PLAIN_MALLOC] / ms[FAST]}
             rows.append(row)
-            log(f"{preset:8s} batch {bs:4d}  fp32 eager {res['fp32 eager']['images_per_s_median']:7.0f}"
-                f" img/s  gankit {res['gankit']['images_per_s_median']:7.0f} img/s  "
-                f"speedup {ratio:.2f}x")
+            ips = {k: r["images_per_s_median"] for k, r in res.items()}
+            log(f"{preset:8s} batch {bs:4d}  fp32 eager {ips[PLAIN]:5.0f} img/s  "
+                f"(+malloc {ips[PLAIN_MALLOC]:5.0f})  gankit {ips[FAST]:5.0f} img/s  "
+                f"speedup {row['speedup']:.2f}x ({row['speedup_same_malloc']:.2f}x same malloc)")
     return rows
 
 
 def bench_scaling(batches: list[int], widths: list[float], log: Callable[[str], None],
                   n_images: int = 50000) -> list[dict[str, Any]]:
-    """Seconds per epoch (extrapolated from timed steps) and peak RSS growth, sagan preset."""
-    import resource
-
+    """Seconds per epoch (extrapolated from timed steps) and the peak memory a training step
+    needs on top of what was live before it (model, optimizer, step buffers), sagan preset."""
     rows = []
     for scale in widths:
         for b in batches:
@@ -122,56 +185,54 @@ def bench_scaling(batches: list[int], widths: list[float], log: Callable[[str], 
                                     f"generator.widths={[int(128 * scale)] * 3}",
                                     f"generator.base_channels={int(256 * scale)}",
                                     f"discriminator.widths={[int(w * scale) for w in (64, 128, 128, 256)]}"])
+            base = reset_peak_rss()
             step = fast_step(cfg)
             real = torch.rand(b, 3, 32, 32) * 2 - 1
             step(real)
-            t = time.perf_counter()
-            for _ in range(3):
-                step(real)
-            dt = (time.perf_counter() - t) / 3
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            dt = in_process(step, real)(3)
+            peak = peak_rss()
+            mem = None if base is None or peak is None else peak - base
             row = {"batch": b, "width_scale": scale, "ms_step": dt * 1e3,
-                   "epoch_seconds": dt * n_images / b, "peak_rss_mib": rss}
+                   "epoch_seconds": dt * n_images / b, "peak_step_mib": mem}
             rows.append(row)
             log(f"sagan width x{scale:<4} batch {b:4d}: {dt * 1e3:7.1f} ms/step, "
-                f"{row['epoch_seconds']:6.0f} s/epoch, peak RSS {rss:.0f} MiB")
+                f"{row['epoch_seconds']:6.0f} s/epoch" +
+                ("" if mem is None else f", peak memory {mem:.0f} MiB"))
+            del step
     return rows
 
 
-def bench_fid(data_dir, inception, n: int, log: Callable[[str], None],
+def bench_fid(data_dir, inception, n: int, log: Callable[[str], None], pool: ProcessPoolExecutor,
               n_ref: int = 500) -> dict[str, Any]:
-    """Inception throughput: fp32 reference (unfrozen, NCHW) vs gankit's fp32 and bf16 paths.
+    """Inception throughput: the plain fp32 path (unfrozen, NCHW, default allocator, in the
+    worker) against gankit's fp32 and bf16 paths.
 
-    The reference path is timed on ``n_ref`` images and its features compared with gankit's
-    fp32 path on the same images (they agree to float rounding, so its FID is the fp32 FID);
-    FID itself is computed on ``n`` train vs ``n`` test images.
+    The plain path is timed on ``n_ref`` images and its features compared with gankit's fp32
+    path on the same images (they agree to float rounding, so its FID is the fp32 FID); FID
+    itself is computed on ``n`` train vs ``n`` test images with both gankit paths.
     """
     from gankit.data import load_cifar10
     from gankit.metrics.fid import Stats, fid_from_stats
-    from gankit.metrics.inception import FeatureExtractor
+    from gankit.metrics.inception import FeatureExtractor, resolve_weights
 
+    inception = str(resolve_weights(inception))
     train, _ = load_cifar10(data_dir, "train")
     test, _ = load_cifar10(data_dir, "test")
     a, b = train[:n].permute(0, 2, 3, 1).numpy(), test[:n].permute(0, 2, 3, 1).numpy()
-    exts = {"fp32 reference": FeatureExtractor(inception, fast=False),
-            "gankit fp32": FeatureExtractor(inception),
-            "gankit bf16": FeatureExtractor(inception, precision="bf16")}
-    out: dict[str, Any] = {}
-    feats_ref = {}
-    for name, ext in exts.items():
+    secs, ref_feats = pool.submit(_child_reference_features, inception, a[:n_ref], a[:100]).result()
+    out: dict[str, Any] = {"fp32 reference": {"images_per_s": n_ref / secs}}
+    for name, prec in (("gankit fp32", "fp32"), ("gankit bf16", "bf16")):
+        ext = FeatureExtractor(inception, precision=prec)
         ext(a[:100])  # warm-up (TorchScript profiling runs)
         t = time.perf_counter()
-        feats_ref[name] = ext(a[:n_ref])
+        feats = ext(a[:n_ref])
         out[name] = {"images_per_s": n_ref / (time.perf_counter() - t)}
-    diff = float(abs(feats_ref["fp32 reference"] - feats_ref["gankit fp32"]).max())
-    out["max_abs_feature_diff_fp32"] = diff
-    for name in ("gankit fp32", "gankit bf16"):
-        ext = exts[name]
-        fid = fid_from_stats(Stats.from_features(ext(a)), Stats.from_features(ext(b)))
-        out[name]["fid"] = fid
+        if prec == "fp32":
+            out["max_abs_feature_diff_fp32"] = float(abs(ref_feats - feats).max())
+        out[name]["fid"] = fid_from_stats(Stats.from_features(ext(a)), Stats.from_features(ext(b)))
     for name, r in out.items():
         if isinstance(r, dict):
             log(f"{name:15s} {r['images_per_s']:6.1f} img/s" +
                 (f"  FID({n} train, {n} test) = {r['fid']:.4f}" if "fid" in r else ""))
-    log(f"fp32 reference vs gankit fp32 features: max |diff| = {diff:.2e}")
+    log(f"fp32 reference vs gankit fp32 features: max |diff| = {out['max_abs_feature_diff_fp32']:.2e}")
     return out

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from gankit.errors import GankitError
+from gankit.malloc import keep_freed_memory, malloc_mode
 
 DATA_HELP = "CIFAR-10 folder or archive (default: $GANKIT_DATA_DIR, else the user cache)"
 INCEPTION_HELP = "FID Inception weights (default: $GANKIT_INCEPTION, else the user cache)"
@@ -18,6 +19,7 @@ INCEPTION_HELP = "FID Inception weights (default: $GANKIT_INCEPTION, else the us
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Train, evaluate and report DCGAN / SAGAN on CIFAR-10."""
+    keep_freed_memory()
 
 
 @cli.command()
@@ -204,25 +206,25 @@ def bench(out, data_dir, inception, steps, repeats, fid_n, skip_fid, skip_scalin
 
     log = click.echo
     log(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads, torch {torch.__version__}")
-    res = {"versions": versions(), "training": b.bench_training(
-        ["dcgan", "sndcgan", "sagan"], [None, 64], steps, repeats, 2, False, log)}
-    dc = next(r for r in res["training"] if r["preset"] == "dcgan" and r["batch_kind"] == "preset")
-    sa = next(r for r in res["training"] if r["preset"] == "sagan" and r["batch"] == 64)
-    log(f"dcgan speedup vs fp32 eager: {dc['speedup']:.2f}x")
-    log(f"train speedup vs fp32 eager: {sa['speedup']:.2f}x")
-    if not skip_scaling:
-        res["scaling"] = b.bench_scaling([32, 64, 128], [0.5, 1.0], log)
+        f"threads, torch {torch.__version__}, malloc {malloc_mode()}")
+    with b.plain_process() as pool:
+        b.check_plain(pool)
+        res = {"versions": versions(), "malloc": malloc_mode(), "training": b.bench_training(
+            ["dcgan", "sndcgan", "sagan"], [None, 64], steps, repeats, 2, False, log, pool)}
+        dc = next(r for r in res["training"] if r["preset"] == "dcgan" and r["batch_kind"] == "preset")
+        sa = next(r for r in res["training"] if r["preset"] == "sagan" and r["batch"] == 64)
+        log(f"dcgan speedup vs fp32 eager: {dc['speedup']:.2f}x")
+        log(f"train speedup vs fp32 eager: {sa['speedup']:.2f}x")
+        if not skip_scaling:
+            res["scaling"] = b.bench_scaling([32, 64, 128], [0.5, 1.0], log)
+        if not skip_fid:
+            f = res["fid"] = b.bench_fid(data_dir, inception, fid_n, log, pool)
+            speed = f["gankit bf16"]["images_per_s"] / f["fp32 reference"]["images_per_s"]
+            dfid = abs(f["gankit bf16"]["fid"] - f["gankit fp32"]["fid"])
+            res["fid_feature_speedup"], res["fid_abs_delta"] = speed, dfid
+    write_json(out, res)
     if not skip_fid:
-        f = b.bench_fid(data_dir, inception, fid_n, log)
-        res["fid"] = f
-        speed = f["gankit bf16"]["images_per_s"] / f["fp32 reference"]["images_per_s"]
-        dfid = abs(f["gankit bf16"]["fid"] - f["gankit fp32"]["fid"])
-        res["fid_feature_speedup"], res["fid_abs_delta"] = speed, dfid
-        write_json(out, res)
         log(f"fid feature speedup: {speed:.2f}x, |dFID| = {dfid:.4f}")
-    else:
-        write_json(out, res)
 
 
 @cli.command()

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 import gankit
+from gankit.malloc import malloc_mode
 
 PACKAGES = ["torch", "numpy", "scipy", "pydantic", "safetensors", "pillow", "matplotlib"]
 
@@ -54,6 +55,6 @@ def run_record(seed: int, runtime: dict[str, Any]) -> dict[str, Any]:
         "versions": versions(),
         "git": git_commit(),
         "host": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                 "torch_threads": torch.get_num_threads()},
+                 "torch_threads": torch.get_num_threads(), "malloc": malloc_mode()},
         "runtime": runtime,
     }
