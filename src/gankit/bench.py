@@ -31,6 +31,7 @@ from gankit.training.step import GANStep
 
 Runner = Callable[[int], float]  # run n steps, return seconds per step
 
+
 class PlainStep:
     """The reference loop a user would write (see module docstring)."""
 
@@ -56,7 +57,6 @@ class PlainStep:
         lg.backward()
         self.g_opt.step()
         lg.item()  # the per-step .item() a plain loop does for logging
-
 
 
 def fast_step(cfg: Config, compile_: bool = False) -> Callable[[torch.Tensor], None]:

@@ -11,7 +11,7 @@ makes freed blocks reusable; the cost is that resident memory stays at its peak.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 import sys
 from pathlib import Path
@@ -21,9 +21,11 @@ _M_MMAP_MAX = -4
 _applied = False
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    """The C library already loaded into this process (no library search, no subprocess)."""
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return ctypes.CDLL(None)
     except OSError:
         return None
 
