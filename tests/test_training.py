@@ -25,7 +25,7 @@ def test_short_run_writes_everything(tmp_path, tiny_cfg, images, preset):
         [e for e, _ in checkpoint.epoch_checkpoints(run / "checkpoints")] == [2]
     recs = read_jsonl(run / "metrics.jsonl")
     steps = [r for r in recs if r["kind"] == "step"]
-    assert {"step", "epoch", "d_loss_real", "d_loss_fake", "g_loss", "images_per_s",
+    assert {"step", "epoch", "d_loss_real", "d_loss_fake", "g_loss", "real_images_per_s",
             "wall_time"} <= set(steps[0])
     assert all(torch.isfinite(torch.tensor(r["g_loss"])) for r in steps)
     assert [r["epoch"] for r in recs if r["kind"] == "epoch"] == [1, 2]

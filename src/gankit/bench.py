@@ -66,9 +66,7 @@ def fast_step(cfg: Config, compile_: bool = False) -> Callable[[torch.Tensor], N
     g, d = build_models(cfg)
     fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
     g, d = g.to(memory_format=fmt), d.to(memory_format=fmt)
-    if compile_:
-        g, d = torch.compile(g), torch.compile(d)
-    step = GANStep(cfg, g, d, rt, torch.Generator().manual_seed(0))
+    step = GANStep(cfg, g, d, rt, torch.Generator().manual_seed(0), compile=compile_)
     return lambda real: step([real])
 
 

@@ -27,6 +27,8 @@ def cli() -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), help=DATA_HELP)
 @click.option("--out", type=click.Path(path_type=Path), help="run folder (default runs/NAME-TIME)")
 @click.option("--epochs", type=click.IntRange(min=1), help="override train.epochs")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True),
+              help="time budget (train.minutes): stop with a checkpoint and final FID")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="config override")
 @click.option("--resume", type=click.Path(path_type=Path), help="continue this run folder")
 @click.option("--fid-every", type=click.IntRange(min=0), help="FID every E epochs (0: off)")
@@ -34,31 +36,25 @@ def cli() -> None:
 @click.option("--fid-ref", help="FID reference: train, test or a slice like test[0:1000]")
 @click.option("--inception", type=click.Path(path_type=Path), help=INCEPTION_HELP)
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def train(preset, data_dir, out, epochs, overrides, resume, fid_every, fid_n, fid_ref, inception,
-          progress) -> None:
+def train(preset, data_dir, out, epochs, minutes, overrides, resume, fid_every, fid_n, fid_ref,
+          inception, progress) -> None:
     """Train a GAN; `gankit train` alone trains the dcgan preset on CIFAR-10."""
+    import signal
+
     from gankit.config import apply_overrides, resolve, validate
-    from gankit.training.loop import load_run_config, load_training_images
+    from gankit.training.loop import TrainingStopped, load_run_config, load_training_images
     from gankit.training.loop import train as run_train
 
     extra = list(overrides)
-    if epochs:
-        extra.append(f"train.epochs={epochs}")
-    for key, val in (("fid_every", fid_every), ("fid_n", fid_n), ("fid_ref", fid_ref)):
+    for key, val in (("epochs", epochs), ("minutes", minutes), ("fid_every", fid_every),
+                     ("fid_n", fid_n), ("fid_ref", fid_ref)):
         if val is not None:
             extra.append(f"train.{key}={val}")
     if resume:
         if overrides:
             raise GankitError("--set cannot change a run being resumed; start a new --out")
         run_dir = resume
-        base = load_run_config(run_dir).model_dump(mode="json")
-        cfg = validate(apply_overrides(base, extra))
-        import yaml
-
-        from gankit.io import write_text
-
-        write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"),
-                                                           sort_keys=False))
+        cfg = validate(apply_overrides(load_run_config(run_dir).model_dump(mode="json"), extra))
     else:
         cfg = resolve(preset, extra)
         run_dir = out or Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -73,12 +69,14 @@ def train(preset, data_dir, out, epochs, overrides, resume, fid_every, fid_n, fi
     try:
         trainer = run_train(cfg, run_dir, images, resume=bool(resume), progress=progress,
                             evaluator=evaluator, on_epoch=plot_run)
-    except KeyboardInterrupt:
-        click.echo(f"\ninterrupted; continue with: gankit train --resume {run_dir}", err=True)
-        sys.exit(130)
-    msg = f"done: {run_dir} (epoch {trainer.epoch})"
+    except TrainingStopped as stop:
+        name = signal.Signals(stop.signum).name if stop.signum else "signal"
+        click.echo(f"\nstopped by {name} at step {stop.step}; checkpoint written; continue with: "
+                   f"gankit train --resume {run_dir}", err=True)
+        sys.exit(128 + stop.signum)
+    msg = f"done: {run_dir} (epoch {trainer.progress_epoch:g}, step {trainer.global_step})"
     if trainer.best:
-        msg += f", best FID {trainer.best['fid']:.2f} at epoch {trainer.best['epoch']}"
+        msg += f", best FID {trainer.best['fid']:.2f} at epoch {trainer.best['epoch']:g}"
     click.echo(msg)
 
 

@@ -46,6 +46,9 @@ class GeneratorConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> GeneratorConfig:
+        if self.out_kernel % 2 == 0:
+            raise ValueError(f"generator.out_kernel must be odd (got {self.out_kernel}): an even "
+                             "kernel with 'same' padding changes the image size")
         if any(w < 1 for w in self.widths):
             raise ValueError("generator.widths must be positive")
         res = 4 * 2 ** len(self.widths)
@@ -76,6 +79,9 @@ class DiscriminatorConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> DiscriminatorConfig:
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"discriminator.kernel_size must be odd (got {self.kernel_size}): an "
+                             "even kernel with 'same' padding changes the feature-map size")
         if len(self.widths) != len(self.strides):
             raise ValueError("discriminator.widths and discriminator.strides differ in length")
         if any(w < 1 for w in self.widths) or any(s not in (1, 2) for s in self.strides):
@@ -122,9 +128,17 @@ class TrainConfig(_Strict):
     d_batch: Literal["half", "full"] = Field(
         "half", description="half: D sees batch/2 real + batch/2 fake (Keras recipe)"
     )
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     sample_every: int = Field(10, ge=1)
-    checkpoint_every: int = Field(10, ge=1)
+    checkpoint_every: int = Field(10, ge=1, description="epochs between kept epoch checkpoints")
+    checkpoint_minutes: float = Field(
+        10.0, ge=0, description="also checkpoint (mid-epoch) after this many minutes; 0: off")
+    minutes: float | None = Field(
+        None, gt=0, description="time budget: stop with a checkpoint (and final FID) after this "
+        "many minutes of training and in-run evaluation")
+    on_nonfinite: Literal["stop", "rollback"] = Field(
+        "stop", description="on a NaN/inf loss: stop, or reload the last checkpoint and halve "
+        "both learning rates (at most 3 times)")
     keep_every: int = Field(50, ge=1, description="keep every N-th epoch checkpoint; last kept")
     log_every: int = Field(50, ge=1, description="steps between metrics.jsonl records")
     n_samples: int = Field(64, ge=1, le=1024)

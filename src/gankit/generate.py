@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gankit.config import Config, PerfConfig
+from gankit.config import Config
 from gankit.errors import GankitError
 from gankit.io import atomic_path
 from gankit.models import Generator
 from gankit.reports.images import save_grid, save_png, to_uint8
 from gankit.training import checkpoint
-from gankit.training.runtime import setup
 
 
 def load_generator(path: Path) -> tuple[Generator, Config, int]:
@@ -29,18 +28,25 @@ def load_generator(path: Path) -> tuple[Generator, Config, int]:
 
 
 @torch.no_grad()
-def sample_images(
-    g: Generator, n: int, seed: int = 0, batch_size: int = 500, precision: str = "fp32"
-) -> np.ndarray:
-    """``n`` images as uint8 N x 32 x 32 x 3 from latents drawn with ``seed``."""
-    rt = setup(PerfConfig(precision=precision))
-    g = g.to(rt.device).eval()
+def sample_images(g: Generator, n: int, seed: int = 0, batch_size: int = 500) -> np.ndarray:
+    """``n`` images as uint8 N x 32 x 32 x 3 from latents drawn with ``seed``, in fp32.
+
+    Touches no global state (threads, RNG, precision): it runs on G's device with its own
+    generator, so sampling in the middle of training cannot change how training continues.
+    G is put in eval mode (batch-norm running statistics, no spectral-norm power iteration)
+    and given back in the mode it came in.
+    """
+    device = next(g.parameters()).device
     gen = torch.Generator().manual_seed(seed)
+    was_training = g.training
+    g.eval()
     out = []
-    for i in range(0, n, batch_size):
-        z = torch.randn(min(batch_size, n - i), g.latent_dim, generator=gen).to(rt.device)
-        with rt.autocast():
-            out.append(to_uint8(g(z)))
+    try:
+        for i in range(0, n, batch_size):
+            z = torch.randn(min(batch_size, n - i), g.latent_dim, generator=gen).to(device)
+            out.append(to_uint8(g(z).float()))
+    finally:
+        g.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 32, 32, 3), np.uint8)
 
 

@@ -1,8 +1,9 @@
 """Atomic file output and small filesystem helpers.
 
-Every file gankit writes goes through a temp file in the same folder followed by
-``os.replace``, so an interrupted run never leaves a half-written checkpoint, image or
-JSON file behind and never damages the previous version.
+Every file gankit writes goes through a temp file in the same folder, ``fsync``, then
+``os.replace`` and an ``fsync`` of the folder, so an interrupted run (even ``kill -9`` or a
+power cut) never leaves a half-written checkpoint, image or JSON file behind and never damages
+the previous version.
 """
 
 from __future__ import annotations
@@ -22,6 +23,29 @@ def _umask() -> int:
     return mask
 
 
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Flush a file's data to disk (the data must be durable before the rename)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Flush a folder's entries, so a rename or unlink in it survives a crash."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # platforms that cannot open folders (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it into place only on success."""
@@ -33,7 +57,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600; use the usual mode
+        fsync_file(tmp_path)
         os.replace(tmp_path, path)
+        fsync_dir(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -56,6 +82,7 @@ def append_jsonl(path: str | os.PathLike[str], records: list[dict[str, Any]]) ->
     with open(path, "a", encoding="utf-8") as f:
         f.write(data)
         f.flush()
+        os.fsync(f.fileno())
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -9,7 +9,9 @@ downloaded and its md5 checked; offline, that fails at once with a message namin
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import io
 import os
 import pickle
 import shutil
@@ -36,12 +38,17 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".tar")
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
     """``--data-dir``, else ``$GANKIT_DATA_DIR``, else the user cache folder."""
+    return _resolve(data_dir)[0]
+
+
+def _resolve(data_dir: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+    """The data folder and whether the user named it (a named folder is never created)."""
     if data_dir:
-        return Path(data_dir).expanduser()
+        return Path(data_dir).expanduser(), True
     env = os.environ.get("GANKIT_DATA_DIR")
     if env:
-        return Path(env).expanduser()
-    return user_cache_dir() / "data"
+        return Path(env).expanduser(), True
+    return user_cache_dir() / "data", False
 
 
 def _find_archive(root: Path) -> Path | None:
@@ -110,7 +117,13 @@ def _download(dest_dir: Path) -> Path:
 
 def locate(data_dir: str | os.PathLike[str] | None, download: bool = True) -> Path:
     """Return the ``cifar-10-batches-py`` folder, extracting or downloading as needed."""
-    root = resolve_data_dir(data_dir)
+    root, named = _resolve(data_dir)
+    if named and not root.exists():
+        raise GankitError(
+            f"data folder {root} does not exist (from --data-dir/GANKIT_DATA_DIR); pass a folder "
+            "holding cifar-10-batches-py/ or cifar-10-python.tar.gz, or an existing empty "
+            "folder to download into"
+        )
     for cand in (root / FOLDER, root):
         if cand.is_dir() and (cand / "test_batch").exists():
             return cand
@@ -124,12 +137,66 @@ def locate(data_dir: str | os.PathLike[str] | None, download: bool = True) -> Pa
     return _extract(_download(root))
 
 
+class _Refused(pickle.UnpicklingError):
+    """The pickle asks for something a CIFAR batch never holds."""
+
+
+# Plain numeric dtypes a CIFAR batch may hold; an object dtype would unpickle arbitrary objects.
+_SAFE_DTYPES = {np.dtype(t) for t in ("u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8",
+                                      "b1")}
+
+
+def _safe_dtype(spec, align=False, copy=False):
+    dt = np.dtype(spec)
+    if dt.newbyteorder("=") not in _SAFE_DTYPES:
+        raise _Refused(f"dtype {spec!r} is not allowed in a CIFAR batch")
+    return np.dtype(spec, align, copy)
+
+
+def _latin1_encode(text, encoding="latin1", errors="strict"):
+    # Python 3 writes bytes in protocol-2 pickles as _codecs.encode(str, "latin1").
+    if codecs.lookup(encoding).name != "iso8859-1":
+        raise _Refused(f"codec {encoding!r} is not allowed in a CIFAR batch")
+    return codecs.encode(text, "latin1", errors)
+
+
+def _reconstruct(cls, shape, dtype):
+    if cls is not np.ndarray:
+        raise _Refused("only numpy arrays are allowed in a CIFAR batch")
+    return np.ndarray.__new__(np.ndarray, shape, _safe_dtype(dtype))
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, str/bytes, ints and numeric numpy arrays, and nothing else.
+
+    A pickle can name any importable callable; ``pickle.load`` on a file from the internet is
+    remote code execution. CIFAR batches need only numpy's array reconstruction, so every
+    other global is refused before it is ever called.
+    """
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): _safe_dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self._ALLOWED[(module, name)]
+        except KeyError:
+            raise _Refused(f"global {module}.{name} is not allowed") from None
+
+
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
-        with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+        d = _BatchUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
     except FileNotFoundError:
         raise GankitError(f"CIFAR-10 file missing: {path}") from None
+    except _Refused as err:
+        raise GankitError(f"CIFAR-10 file {path} is not a plain CIFAR batch ({err}); "
+                          "refusing to load it") from None
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise GankitError(f"CIFAR-10 file {path} is corrupt ({type(err).__name__})") from None
     if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:

@@ -2,10 +2,16 @@
 
 The whole split stays as one ``N x 3 x 32 x 32`` uint8 tensor (150 MB for CIFAR-10 train,
 on the training device). An epoch is one random permutation drawn from a dedicated
-``torch.Generator`` whose state is checkpointed, so resumed runs see the same batches.
+``torch.Generator`` whose state is checkpointed, so resumed runs see the same batches. Under
+DDP every rank holds the same generator and so draws the *same* permutation; global batch
+``j`` of the epoch is ``perm[j*b:(j+1)*b]`` and rank ``r`` takes batches ``r, r+W, r+2W, ...``,
+so an epoch shows every image once across the ranks, and ``W`` ranks at batch ``b`` see
+exactly the batches one process sees at batch ``W*b``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import torch
 
@@ -22,29 +28,40 @@ class BatchSampler:
         batch_size: int,
         generator: torch.Generator,
         hflip: bool = False,
-        shards: int = 1,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError("images must be a uint8 N x C x H x W tensor")
-        if batch_size > len(images):
-            raise ValueError(f"batch size {batch_size} exceeds the {len(images)} images")
+        if batch_size * world_size > len(images):
+            raise ValueError(f"batch size {batch_size} x {world_size} ranks exceeds the "
+                             f"{len(images)} images")
         self.images = images
         self.batch_size = batch_size
         self.generator = generator
         self.hflip = hflip
-        self.shards = shards  # DDP: each rank draws its own permutation, 1/shards of an epoch
-
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
-        return len(self.images) // (self.batch_size * self.shards)
+        """Batches per rank per epoch (the last partial global batch is dropped)."""
+        return len(self.images) // (self.batch_size * self.world_size)
 
-    def epoch(self):
-        """Yield float batches in [-1, 1] covering one shuffled pass (last partial dropped)."""
-        n, b = len(self.images), self.batch_size
+    def epoch(self, start: int = 0) -> Iterator[torch.Tensor]:
+        """Draw this epoch's order now; yield float batches in [-1, 1] from batch ``start``.
+
+        The permutation is drawn eagerly, so the generator's state after this call is the
+        same whether the epoch is then consumed from its beginning or from ``start``.
+        """
+        n = len(self.images)
         perm = torch.randperm(n, generator=self.generator).to(self.images.device)
         flips = torch.rand(n, generator=self.generator).to(self.images.device) < 0.5
-        for i in range(len(self)):
-            idx = perm[i * b : (i + 1) * b]
+        return self._batches(perm, flips, start)
+
+    def _batches(self, perm: torch.Tensor, flips: torch.Tensor, start: int) -> Iterator[torch.Tensor]:
+        b = self.batch_size
+        for i in range(start, len(self)):
+            j = i * self.world_size + self.rank
+            idx = perm[j * b : (j + 1) * b]
             x = to_float(self.images.index_select(0, idx))
             if self.hflip:
                 x = torch.where(flips[idx].view(-1, 1, 1, 1), x.flip(3), x)

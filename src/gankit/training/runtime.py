@@ -94,3 +94,22 @@ def all_reduce_mean(t: torch.Tensor, rt: Runtime) -> torch.Tensor:
         dist.all_reduce(t)
         t /= rt.world_size
     return t
+
+
+def all_reduce_max(flags: list[float], rt: Runtime) -> list[float]:
+    """Element-wise maximum over ranks (so every rank takes the same decision)."""
+    if rt.world_size == 1:
+        return flags
+    dev = rt.device if rt.device.type == "cuda" else torch.device("cpu")
+    t = torch.tensor(flags, dtype=torch.float32, device=dev)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
+def gather_objects(obj: object, rt: Runtime) -> list[object]:
+    """``obj`` from every rank, in rank order (a list of one without DDP)."""
+    if rt.world_size == 1:
+        return [obj]
+    out: list[object] = [None] * rt.world_size
+    dist.all_gather_object(out, obj)
+    return out

@@ -5,6 +5,10 @@ runs. Speed choices that do not change the maths: D sees real and fake in one ba
 has no batch norm (identical result, one larger matmul); G's update back-propagates only
 into G's parameters (``inputs=``), skipping D's weight gradients; noise is drawn in place
 into pre-allocated buffers; losses are accumulated on the device and read only when logged.
+
+Under DDP every rank draws the latents of the *whole* global batch from one shared generator
+and uses its own slice, so W ranks at batch b take the same steps as one process at batch
+W*b (up to float summation order) for models without batch norm.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from torch import nn
 
 from gankit.config import Config
 from gankit.losses import clip_weights, d_loss_parts, g_loss, gradient_penalty
-from gankit.training.runtime import Runtime
+from gankit.training.runtime import Runtime, all_reduce_mean
 
 
 def _adam(params, lr: float, betas: tuple[float, float]):
@@ -25,31 +29,60 @@ def _adam(params, lr: float, betas: tuple[float, float]):
         return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
 
 
-def _unwrap(m: nn.Module) -> nn.Module:
-    return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
+def unwrap(m: nn.Module) -> nn.Module:
+    """The plain module inside DDP and ``torch.compile`` wrappers (in any order)."""
+    while True:
+        if isinstance(m, nn.parallel.DistributedDataParallel):
+            m = m.module
+        elif hasattr(m, "_orig_mod"):  # torch.compile's OptimizedModule
+            m = m._orig_mod
+        else:
+            return m
 
 
 class GANStep:
-    """Holds G, D, their optimizers and noise buffers; ``__call__`` runs one iteration."""
+    """Holds G, D, their optimizers and noise buffers; ``__call__`` runs one iteration.
+
+    ``g`` and ``d`` are the plain modules; the step wraps them in DDP (when the runtime has
+    several ranks) and ``torch.compile`` (``compile=True``) itself, so callers never need to
+    look through wrappers.
+    """
 
     def __init__(
-        self, cfg: Config, g: nn.Module, d: nn.Module, rt: Runtime, noise: torch.Generator
+        self, cfg: Config, g: nn.Module, d: nn.Module, rt: Runtime, noise: torch.Generator,
+        compile: bool = False,
     ) -> None:
-        self.cfg, self.g, self.d, self.rt, self.noise = cfg, g, d, rt, noise
+        self.cfg, self.rt, self.noise = cfg, rt, noise
+        self.g_plain, self.d_plain = g, d
+        if rt.world_size > 1:
+            ddp = nn.parallel.DistributedDataParallel
+            g, d = ddp(g), ddp(d)
+        # The G step uses the plain D: D's weights get no gradient there, so no DDP all-reduce.
+        self.d_for_g: nn.Module = self.d_plain
+        if compile:
+            g, d, self.d_for_g = torch.compile(g), torch.compile(d), torch.compile(self.d_plain)
+        self.g, self.d = g, d
         o = cfg.optim
-        self.g_opt = _adam(g.parameters(), o.g_lr, o.g_betas)
-        self.d_opt = _adam(d.parameters(), o.d_lr, o.d_betas)
+        self.g_opt = _adam(self.g_plain.parameters(), o.g_lr, o.g_betas)
+        self.d_opt = _adam(self.d_plain.parameters(), o.d_lr, o.d_betas)
+        self._base_lr = {id(self.g_opt): o.g_lr, id(self.d_opt): o.d_lr}
         fp16 = rt.dtype == torch.float16
         self.g_scaler = torch.amp.GradScaler(rt.device.type, enabled=fp16)
         self.d_scaler = torch.amp.GradScaler(rt.device.type, enabled=fp16)
         b = cfg.train.batch_size
         self.n_real = b // 2 if cfg.train.d_batch == "half" else b
         latent = cfg.generator.latent_dim
-        self._z_d = torch.empty(self.n_real, latent, device=rt.device)
-        self._z_g = torch.empty(b, latent, device=rt.device)
-        self.concat_d = not _unwrap(d).has_batchnorm
+        w = rt.world_size
+        self._z_d = torch.empty(w * self.n_real, latent, device=rt.device)
+        self._z_g = torch.empty(w * b, latent, device=rt.device)
+        self._slice_d = slice(rt.rank * self.n_real, (rt.rank + 1) * self.n_real)
+        self._slice_g = slice(rt.rank * b, (rt.rank + 1) * b)
+        self.concat_d = not getattr(self.d_plain, "has_batchnorm", True)
         self.stats = torch.zeros(4, device=rt.device)  # d_real, d_fake, g, gp (sums)
         self.count = 0
+        # First step whose losses were not finite (-1: none); kept on the device, no sync.
+        self._step_no = torch.zeros((), dtype=torch.long, device=rt.device)
+        self.first_nonfinite = torch.full((), -1, dtype=torch.long, device=rt.device)
 
     def _fmt(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.rt.channels_last else x
@@ -57,7 +90,7 @@ class GANStep:
     def d_step(self, real: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         real = self._fmt(real)
-        z = self._z_d.normal_(generator=self.noise)
+        z = self._z_d.normal_(generator=self.noise)[self._slice_d]
         with torch.no_grad(), self.rt.autocast():
             fake = self.g(z)
         with self.rt.autocast():
@@ -82,13 +115,12 @@ class GANStep:
         return torch.stack([loss_real.detach(), loss_fake.detach(), gp.detach()])
 
     def g_step(self) -> torch.Tensor:
-        z = self._z_g.normal_(generator=self.noise)
+        z = self._z_g.normal_(generator=self.noise)[self._slice_g]
         with self.rt.autocast():
-            # The plain module, not a DDP wrapper: D's weights get no gradient here.
-            out = _unwrap(self.d)(self.g(z)).float()
+            out = self.d_for_g(self.g(z)).float()
         loss = g_loss(self.cfg.loss.name, out, self.cfg.loss.g_mode)
         self.g_opt.zero_grad(set_to_none=True)
-        self.g_scaler.scale(loss).backward(inputs=list(self.g.parameters()))
+        self.g_scaler.scale(loss).backward(inputs=list(self.g_plain.parameters()))
         self.g_scaler.step(self.g_opt)
         self.g_scaler.update()
         return loss.detach()
@@ -97,12 +129,27 @@ class GANStep:
         """One iteration on ``n_dis`` real batches; losses are added to ``self.stats``."""
         d_stats = torch.stack([self.d_step(r) for r in reals]).mean(0)
         g = self.g_step()
-        self.stats += torch.stack([d_stats[0], d_stats[1], g, d_stats[2]])
+        losses = torch.stack([d_stats[0], d_stats[1], g, d_stats[2]])
+        self.stats += losses
         self.count += 1
+        self._step_no += 1
+        bad = (self.first_nonfinite < 0) & ~torch.isfinite(losses).all()
+        self.first_nonfinite = torch.where(bad, self._step_no, self.first_nonfinite)
+
+    def scale_lr(self, scale: float) -> None:
+        """Set both learning rates to ``scale`` x their configured values."""
+        for opt in (self.g_opt, self.d_opt):
+            for group in opt.param_groups:
+                group["lr"] = self._base_lr[id(opt)] * scale
+
+    def nonfinite_step(self) -> int | None:
+        """The first iteration (1-based, counted by this object) with a NaN/inf loss (a sync)."""
+        s = int(self.first_nonfinite)
+        return s if s >= 0 else None
 
     def pop_stats(self) -> dict[str, float]:
-        """Mean losses since the last call (one host sync)."""
-        vals = (self.stats / max(self.count, 1)).tolist()
+        """Mean losses since the last call, averaged over ranks (one host sync)."""
+        vals = all_reduce_mean(self.stats / max(self.count, 1), self.rt).tolist()
         self.stats.zero_()
         self.count = 0
         out = {"d_loss_real": vals[0], "d_loss_fake": vals[1], "g_loss": vals[2]}
@@ -113,11 +160,15 @@ class GANStep:
         return out
 
     def state_dict(self) -> dict:
+        """Everything needed to continue exactly, the partial logging window included."""
         return {
             "g_opt": self.g_opt.state_dict(),
             "d_opt": self.d_opt.state_dict(),
             "g_scaler": self.g_scaler.state_dict(),
             "d_scaler": self.d_scaler.state_dict(),
+            "stats": self.stats.detach().cpu().clone(),
+            "count": self.count,
+            "step_no": int(self._step_no),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -125,3 +176,7 @@ class GANStep:
         self.d_opt.load_state_dict(state["d_opt"])
         self.g_scaler.load_state_dict(state["g_scaler"])
         self.d_scaler.load_state_dict(state["d_scaler"])
+        self.stats.copy_(state["stats"])
+        self.count = int(state["count"])
+        self._step_no.fill_(int(state["step_no"]))
+        self.first_nonfinite.fill_(-1)
