@@ -8,21 +8,10 @@ from PIL import Image
 
 from gankit.errors import GankitError
 from gankit.metrics.fid import Stats, fid_from_stats, frechet_distance, kid
-from gankit.metrics.inception import as_nchw_uint8, preprocess, resize_tf, resolve_weights
+from gankit.metrics.inception import preprocess, resize_tf, resolve_weights
 from gankit.metrics.sources import compare, load_source, source_stats
 
-
-class StubExtractor:
-    """Cheap stand-in for Inception: 4x4 average-pooled pixels (48 features)."""
-
-    mode, precision, sha256 = "tf", "fp32", "stub"
-
-    def describe(self):
-        return {"mode": self.mode, "precision": self.precision, "inception_sha256": self.sha256}
-
-    def __call__(self, images, progress=False):
-        x = as_nchw_uint8(images).float()
-        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1).double().numpy()
+from .conftest import StubExtractor
 
 
 def test_closed_form_diagonal_gaussians():

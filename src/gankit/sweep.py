@@ -107,7 +107,9 @@ def run_sweep(spec_path: Path, out: Path, data_dir: str | Path | None,
     cfgs = {v.name: variant_config(spec, v) for v in variants}  # validate all before training
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "sweep.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-    images, evaluator = None, None
+    # Each variant trains on its own data (data.split/limit may differ); loads are shared.
+    images: dict[tuple, Any] = {}
+    evaluators: dict[tuple, Any] = {}
     results = []
     for v in variants:
         run = out / "runs" / v.name
@@ -116,11 +118,14 @@ def run_sweep(spec_path: Path, out: Path, data_dir: str | Path | None,
             results.append(json.loads(done.read_text()))
             continue
         cfg = cfgs[v.name]
-        if images is None:
-            images = load_training_images(cfg, data_dir)
-            evaluator = TrainingFID(cfg, data_dir, inception)
-        train(cfg, run, images, resume=(run / "config.yaml").is_file(), progress=progress,
-              evaluator=evaluator, on_epoch=plot_run)
+        data_key = (cfg.data.dataset, cfg.data.split, cfg.data.limit)
+        if data_key not in images:
+            images[data_key] = load_training_images(cfg, data_dir)
+        fid_key = (cfg.train.fid_n, cfg.train.fid_ref, cfg.train.fid_mode)
+        if fid_key not in evaluators:
+            evaluators[fid_key] = TrainingFID(cfg, data_dir, inception)
+        train(cfg, run, images[data_key], resume=(run / "config.yaml").is_file(),
+              progress=progress, evaluator=evaluators[fid_key], on_epoch=plot_run)
         fids = [r for r in read_jsonl(run / "metrics.jsonl") if r.get("kind") == "fid"]
         best = min(fids, key=lambda r: r["fid"])
         res = {"name": v.name, "set": v.set, "best_fid": best["fid"], "best_epoch": best["epoch"],

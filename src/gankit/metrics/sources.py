@@ -8,6 +8,7 @@ statistics are cached in the user cache so the 50,000-image side is computed onc
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass
@@ -36,6 +37,13 @@ class Source:
     @property
     def n(self) -> int:
         return len(self.images) if self.images is not None else self.stats.n
+
+
+def fingerprint(images: np.ndarray) -> str:
+    """A short content hash of an image array (shape and pixels)."""
+    h = hashlib.blake2b(str(images.shape).encode(), digest_size=8)
+    h.update(np.ascontiguousarray(images).data)
+    return h.hexdigest()
 
 
 def parse_cifar(spec: str) -> tuple[str, int | None, int | None] | None:
@@ -93,8 +101,12 @@ def load_source(
         sl = images[a:b]
         if len(sl) < 2:
             raise GankitError(f"{spec} selects {len(sl)} images; need at least 2")
-        key = f"cifar10-{split}-{a if a is not None else ''}-{b if b is not None else ''}"
-        return Source(spec, images=sl.permute(0, 2, 3, 1).numpy(), cache_key=key)
+        arr = sl.permute(0, 2, 3, 1).contiguous().numpy()
+        # The key names the pixels, not just the split: statistics cached from one copy of
+        # CIFAR-10 must never be reused for a different copy.
+        key = (f"cifar10-{split}-{a if a is not None else ''}-{b if b is not None else ''}-"
+               f"{fingerprint(arr)}")
+        return Source(spec, images=arr, cache_key=key)
     if spec.startswith("cifar10"):
         raise GankitError(f"bad CIFAR-10 source {spec!r}; use cifar10:train, cifar10:test or "
                           "cifar10:train[START:END]")

@@ -16,11 +16,11 @@ from gankit.metrics.sources import load_source, source_stats
 
 class TrainingFID:
     def __init__(self, cfg: Config, data_dir: str | Path | None, inception: str | Path | None,
-                 seed: int = 12345) -> None:
+                 seed: int = 12345, extractor: FeatureExtractor | None = None) -> None:
         t = cfg.train
         self.n, self.seed = t.fid_n, seed
         self.ref_spec = t.fid_ref if t.fid_ref.startswith("cifar10:") else f"cifar10:{t.fid_ref}"
-        self.ext = FeatureExtractor(inception, mode=t.fid_mode)
+        self.ext = extractor or FeatureExtractor(inception, mode=t.fid_mode)
         self.ref: Stats = source_stats(load_source(self.ref_spec, data_dir=data_dir), self.ext,
                                        progress=True)[0]
 
