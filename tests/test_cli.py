@@ -50,6 +50,11 @@ def test_train_resume_generate(tmp_path, capsys, tiny_args):
     (["generate", "missing.safetensors", "--out", "x.png"], "checkpoint not found"),
     (["generate", "x.safetensors", "--out", "x.gif"], "--out x.gif"),
     (["train", "--resume", "nowhere"], "not a gankit run folder"),
+    (["train", "--set", "train.seed=99999999999999999999"], "train.seed"),
+    (["train", "--set", "train.seed=-1"], "train.seed"),
+    (["train", "--set", "discriminator.kernel_size=4"], "discriminator.kernel_size must be odd"),
+    (["train", "--set", "generator.out_kernel=2"], "generator.out_kernel must be odd"),
+    (["train", "--minutes", "0"], "--minutes"),
 ])
 def test_bad_input_one_line_exit_2(args, match, capsys, fake_cifar, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -58,6 +63,35 @@ def test_bad_input_one_line_exit_2(args, match, capsys, fake_cifar, tmp_path, mo
     assert code == 2
     lines = [ln for ln in err.strip().splitlines() if ln]
     assert len(lines) == 1 and lines[0].startswith("error:") and match in lines[0], err
+    assert not (tmp_path / "runs").exists()  # no half-made run folder
+
+
+def _one_error_line(code, err, match):
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
+    assert match in lines[0], err
+
+
+def test_damaged_runs_give_one_clear_line(tmp_path, capsys, tiny_args):
+    import torch
+
+    from gankit.training import checkpoint
+
+    run = tmp_path / "run"
+    ok(["train", "--preset", "dcgan", "--out", str(run), *tiny_args], capsys)
+    resume = ["train", "--resume", str(run), "--epochs", "2", *tiny_args[:3]]
+    cfg_text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(cfg_text + "\n  bad: [unclosed\n")
+    _one_error_line(*run_cli(resume, capsys)[::2], "config.yaml")
+    (run / "config.yaml").write_text(cfg_text.replace("widths:\n  - 8\n  - 8\n  - 8\n",
+                                                      "widths:\n  - 8\n  - 8\n  - 16\n", 1))
+    _one_error_line(*run_cli(resume, capsys)[::2], "does not fit the run's config.yaml")
+    (run / "config.yaml").write_text(cfg_text)
+    (_, path), = checkpoint.resume_checkpoints(run / "checkpoints")
+    st = torch.load(checkpoint.state_path(path), weights_only=True)
+    torch.save({k: v for k, v in st.items() if k != "step"}, checkpoint.state_path(path))
+    _one_error_line(*run_cli(resume, capsys)[::2], "lacks step")
+    assert (run / "config.yaml").read_text() == cfg_text  # a failed resume rewrites nothing
 
 
 def test_missing_and_corrupt_data(tmp_path, capsys, monkeypatch):

@@ -76,3 +76,79 @@ def test_hflip_flips_some_images(images):
     flipped = (b != p).flatten(1).any(1)
     assert 20 < flipped.sum() < 108
     assert torch.equal(b[flipped], p[flipped].flip(3))
+
+
+class _Payload:
+    """Unpickling this calls os.system: what a crafted CIFAR batch would do."""
+
+    def __init__(self, cmd):
+        self.cmd = cmd
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.cmd,))
+
+
+@pytest.mark.parametrize("where", ["data", "labels", "top"])
+def test_malicious_batch_does_not_run_code(tmp_path, where):
+    root = write_cifar(tmp_path / "a", n_train=500, n_test=100)
+    marker = tmp_path / "pwned"
+    payload = _Payload(f"touch {marker}")
+    good = {b"data": torch.zeros(100, 3072, dtype=torch.uint8).numpy(), b"labels": [0] * 100}
+    obj = payload if where == "top" else {**good, where.encode(): payload}
+    with open(root / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle.dump(obj, f, protocol=2)
+    with pytest.raises(GankitError, match="not a plain CIFAR batch.*posix.system"):
+        load_cifar10(root, "test")
+    assert not marker.exists()
+
+
+def test_object_arrays_are_refused(tmp_path):
+    import numpy as np
+
+    root = write_cifar(tmp_path / "a", n_train=500, n_test=100)
+    with open(root / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle.dump({b"data": np.array([None] * 4, dtype=object), b"labels": [0]}, f, protocol=2)
+    with pytest.raises(GankitError, match="dtype .* not allowed"):
+        load_cifar10(root, "test")
+
+
+def test_a_missing_data_dir_is_not_created(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar_mod, "CIFAR10_URL", "http://nonexistent.invalid/c.tar.gz")
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(GankitError, match="does not exist"):
+        load_cifar10(missing, "train")
+    assert not (tmp_path / "no").exists()
+    monkeypatch.setenv("GANKIT_DATA_DIR", str(missing))
+    with pytest.raises(GankitError, match="does not exist"):
+        load_cifar10(None, "train")
+    assert not (tmp_path / "no").exists()
+
+
+def test_ranks_share_one_permutation_and_cover_the_epoch_once(images):
+    x = images.clone()
+    x[:, 0, 0, 0] = torch.arange(128, dtype=torch.uint8)
+
+    def ids(batch):
+        return ((batch[:, 0, 0, 0] + 1) * 127.5).round().long().tolist()
+
+    ranks = [BatchSampler(x, 16, torch.Generator().manual_seed(3), rank=r, world_size=2)
+             for r in range(2)]
+    assert len(ranks[0]) == 4
+    per_rank = [[ids(b) for b in s.epoch()] for s in ranks]
+    seen = [i for r in per_rank for b in r for i in b]
+    assert sorted(seen) == list(range(128))  # every image once across the two ranks
+    # the two ranks at batch 16 see exactly the batches one process sees at batch 32
+    single = [ids(b) for b in BatchSampler(x, 32, torch.Generator().manual_seed(3)).epoch()]
+    assert single == [per_rank[0][i] + per_rank[1][i] for i in range(4)]
+
+
+def test_epoch_can_start_mid_way_with_the_same_order(images):
+    full = list(BatchSampler(images, 16, torch.Generator().manual_seed(5)).epoch())
+    gen = torch.Generator().manual_seed(5)
+    tail = list(BatchSampler(images, 16, gen).epoch(start=5))
+    assert len(tail) == 3 and all(torch.equal(a, b) for a, b in zip(full[5:], tail, strict=True))
+    after = torch.Generator().manual_seed(5)
+    list(BatchSampler(images, 16, after).epoch())
+    assert torch.equal(gen.get_state(), after.get_state())

@@ -3,25 +3,78 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+import torch
 
 from gankit.io import read_jsonl
+from gankit.models import build_models
+from gankit.training.runtime import Runtime
+from gankit.training.step import GANStep, unwrap
 
 from .conftest import TINY
+
+WORKER = str(Path(__file__).with_name("ddp_worker.py"))
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _torchrun(args, timeout=300):
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", *args], capture_output=True, text=True,
+                         timeout=timeout, env=ENV)
+    assert res.returncode == 0, res.stderr[-3000:]
 
 
 def test_torchrun_two_ranks(tmp_path, fake_cifar):
     run = tmp_path / "ddp"
     sets = [x for t in [*TINY, "data.limit=128", "train.epochs=2"] for x in ("--set", t)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "gankit.cli", "train", "--preset", "sagan", "--data-dir", str(fake_cifar),
-         "--out", str(run), "--no-progress", *sets],
-        capture_output=True, text=True, timeout=300, env=env,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
+    _torchrun(["-m", "gankit.cli", "train", "--preset", "sagan", "--data-dir", str(fake_cifar),
+               "--out", str(run), "--no-progress", *sets])
     epochs = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2]  # written once, by rank 0
-    # each rank takes half an epoch: 128 images / (16 per step * 2 ranks) = 4 steps
+    # the ranks share an epoch: 128 images / (16 per step * 2 ranks) = 4 steps
     assert epochs[-1]["step"] == 8
     assert (run / "checkpoints" / "epoch-000002.safetensors").is_file()
+
+
+def test_two_ranks_equal_one_process_at_the_full_batch(tmp_path):
+    """Batch-norm-free model: W ranks at batch b == 1 process at batch W*b (same data order,
+    same latents), both ranks hold the same weights, and logged losses are all-rank means."""
+    common = [*TINY, "discriminator.dropout=0.0", "train.epochs=2", "train.log_every=2",
+              "perf.precision=fp32"]
+    _torchrun([WORKER, str(tmp_path / "ddp"), *common, "train.batch_size=16"])
+    res = subprocess.run([sys.executable, WORKER, str(tmp_path / "one"), *common,
+                          "train.batch_size=32"], capture_output=True, text=True, env=ENV,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in (0, 1))
+    one = torch.load(tmp_path / "one" / "rank0.pt")
+    assert r0.keys() == r1.keys() == one.keys()
+    for k in r0:
+        assert torch.equal(r0[k], r1[k]), k
+        torch.testing.assert_close(r0[k], one[k], rtol=1e-4, atol=1e-5)
+    logs = [[r for r in read_jsonl(tmp_path / d / "run" / "metrics.jsonl") if r["kind"] == "step"]
+            for d in ("ddp", "one")]
+    assert [r["step"] for r in logs[0]] == [r["step"] for r in logs[1]]
+    for a, b in zip(*logs, strict=True):
+        for key in ("d_loss_real", "d_loss_fake", "g_loss"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5)
+
+
+def test_step_wraps_ddp_and_compile_itself(tmp_path, tiny_cfg):
+    """DDP + torch.compile used to crash reading ``has_batchnorm`` through the wrappers."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        for preset, concat in (("dcgan", True), ("sagan", False)):
+            cfg = tiny_cfg(preset)
+            g, d = build_models(cfg)
+            rt = Runtime(torch.device("cpu"), None, False, rank=0, world_size=2)
+            step = GANStep(cfg, g, d, rt, torch.Generator(), compile=True)
+            assert isinstance(unwrap(step.d), type(d)) and unwrap(step.d) is d
+            assert unwrap(step.g) is g and step.concat_d is concat
+            assert step._z_d.shape[0] == 2 * step.n_real  # latents of the global batch
+    finally:
+        dist.destroy_process_group()

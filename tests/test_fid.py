@@ -128,3 +128,22 @@ def test_scipy_reference_sqrtm_agrees_on_random_spd():
     tr = np.trace(scipy.linalg.sqrtm(s1 @ s2).real)
     fd = frechet_distance(np.zeros(30), s1, np.zeros(30), s2, method="eigh")
     assert fd == pytest.approx(np.trace(s1) + np.trace(s2) - 2 * tr, rel=1e-7)
+
+
+def test_stats_cache_is_keyed_by_the_pixels(tmp_path):
+    """Statistics cached from one copy of CIFAR-10 are never reused for a different copy."""
+    from .conftest import write_cifar
+
+    a = write_cifar(tmp_path / "a", n_train=50000, n_test=10000, seed=1)
+    b = write_cifar(tmp_path / "b", n_train=50000, n_test=10000, seed=2)
+    ext = StubExtractor()
+    sa = load_source("cifar10:test[0:500]", data_dir=a)
+    stats_a, feats = source_stats(sa, ext)
+    assert feats is not None  # computed, then cached
+    assert source_stats(load_source("cifar10:test[0:500]", data_dir=a), ext)[1] is None  # hit
+    sb = load_source("cifar10:test[0:500]", data_dir=b)
+    stats_b, feats_b = source_stats(sb, ext)
+    assert feats_b is not None and sb.cache_key != sa.cache_key  # a miss, not a's numbers
+    direct = Stats.from_features(ext(sb.images))
+    assert fid_from_stats(stats_b, direct) == pytest.approx(0.0, abs=1e-6)
+    assert fid_from_stats(stats_a, stats_b) > 1.0

@@ -309,8 +309,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except click.exceptions.Abort:
         sys.exit(130)
-    except click.ClickException as err:
-        err.show()
+    except click.ClickException as err:  # usage errors: one line too, with the fix in --help
+        click.echo(f"error: {err.format_message()} (see gankit --help)", err=True)
         sys.exit(2)
     except OSError as err:
         click.echo(f"error: {err}", err=True)

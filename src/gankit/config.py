@@ -210,8 +210,13 @@ def validate(raw: dict[str, Any]) -> Config:
 def load_yaml(path: Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
+    except OSError as err:
         raise GankitError(f"cannot read config {path}: {err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise GankitError(f"config {path} is not valid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
         raise GankitError(f"config {path} must be a YAML mapping")
     return raw

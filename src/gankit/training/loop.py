@@ -59,8 +59,9 @@ def load_run_config(run_dir: Path) -> Config:
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise GankitError(f"{run_dir} is not a gankit run folder (no config.yaml)")
+    raw = load_yaml(path)
     try:
-        return validate(load_yaml(path))
+        return validate(raw)
     except GankitError as err:
         raise GankitError(f"{path}: {err}; fix the file or restore it") from None
 

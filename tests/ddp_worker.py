@@ -1,0 +1,25 @@
+"""Train a tiny dcgan on fixed images and save this rank's weights (run by test_distributed).
+
+Usage: python ddp_worker.py OUT KEY=VALUE... (plain, or under torchrun)
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from gankit.config import resolve
+from gankit.training.loop import train
+
+out, sets = Path(sys.argv[1]), sys.argv[2:]
+images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (128, 3, 32, 32), np.uint8))
+trainer = train(resolve("dcgan", sets), out / "run", images, progress=False)
+rank = dist.get_rank() if dist.is_initialized() else 0
+weights = {f"G.{k}": v for k, v in trainer.g.state_dict().items()}
+weights |= {f"D.{k}": v for k, v in trainer.d.state_dict().items()}
+torch.save(weights, out / f"rank{rank}.pt")
+if dist.is_initialized():
+    dist.barrier()
+    dist.destroy_process_group()
