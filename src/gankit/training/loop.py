@@ -12,6 +12,9 @@ and when the time budget ``train.minutes`` runs out.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +27,7 @@ from tqdm import tqdm
 from gankit.config import Config, load_yaml, validate
 from gankit.data import BatchSampler, load_cifar10
 from gankit.errors import GankitError
-from gankit.io import append_jsonl, read_jsonl, write_json, write_text
+from gankit.io import append_jsonl, fsync_dir, read_jsonl, write_json, write_text
 from gankit.models import build_models
 from gankit.reports.images import save_grid, to_uint8
 from gankit.training import checkpoint
@@ -271,19 +274,26 @@ def _finite(x: float) -> bool:
 
 
 def _prepare_run_dir(run_dir: Path, cfg: Config, rt: Runtime) -> None:
-    """Create the run folder on rank 0; other ranks wait until it exists."""
+    """Create the run folder on rank 0 (whole or not at all); other ranks wait for it."""
     if not rt.is_main:
         torch.distributed.barrier()
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise GankitError(
             f"run folder {run_dir} already exists; pass --resume {run_dir} to continue it "
             "or choose another --out"
         )
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (run_dir / "samples").mkdir(exist_ok=True)
-    write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    write_json(run_dir / "run.json", run_record(cfg.train.seed, _runtime_record(rt)))
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".tmp", dir=run_dir.parent))
+    try:
+        (tmp / "checkpoints").mkdir()
+        (tmp / "samples").mkdir()
+        write_text(tmp / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        write_json(tmp / "run.json", run_record(cfg.train.seed, _runtime_record(rt)))
+        os.replace(tmp, run_dir)  # an empty run_dir is replaced too
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    fsync_dir(run_dir.parent)
     if rt.world_size > 1:
         torch.distributed.barrier()
 
