@@ -118,3 +118,23 @@ def test_kill_9_and_resume_gives_the_uninterrupted_weights(tmp_path, fake_cifar)
     assert steps == sorted(set(steps))  # the lost part of each killed run was dropped
     assert 1 <= len([r for r in recs if r["kind"] == "resume"]) <= kills
     assert [r["epoch"] for r in recs if r["kind"] == "epoch"] == [1, 2, 3]
+
+
+def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tmp_path, fake_cifar):
+    import signal
+
+    run = tmp_path / "run"
+    proc = _start(run, fake_cifar, resume=False)
+    metrics = run / "metrics.jsonl"
+    while proc.poll() is None and not metrics.exists():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    err = proc.stderr.read().decode()
+    assert "stopped by SIGTERM" in err and f"gankit train --resume {run}" in err
+    recs = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert recs[-1]["kind"] == "end" and recs[-1]["reason"] == "signal"
+    newest = checkpoint.resume_checkpoints(run / "checkpoints")[-1][0]
+    assert newest == recs[-1]["step"]  # the checkpoint holds exactly where it stopped
+    proc = _start(run, fake_cifar, resume=True)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
