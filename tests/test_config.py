@@ -55,3 +55,51 @@ def test_preset_file_can_be_copied_and_edited(tmp_path):
     p = tmp_path / "mine.yaml"
     p.write_text(yaml.safe_dump(raw))
     assert resolve(str(p)).generator.latent_dim == 48
+
+
+def test_reference_presets_use_the_bounded_tanh_critic():
+    for name in ("sndcgan", "sagan"):
+        c = resolve(name)
+        assert (c.discriminator.output, c.discriminator.norm, c.loss.name) == \
+            ("tanh", "batch", "wasserstein")
+
+
+def test_literature_presets():
+    s = resolve("sngan")
+    assert (s.loss.name, s.optim.g_betas, s.optim.n_dis, s.optim.schedule) == \
+        ("hinge", (0.0, 0.9), 5, "linear")
+    assert s.discriminator.spectral_norm and s.ema.enabled
+    for name in ("sngan-resnet", "sagan-resnet"):
+        r = resolve(name)
+        assert (r.generator.arch, r.discriminator.arch, r.loss.name, r.optim.n_dis) == \
+            ("resnet", "resnet", "hinge", 5)
+        assert (r.optim.g_lr, r.optim.d_lr, r.optim.schedule) == (2e-4, 2e-4, "linear")
+    assert resolve("sagan-resnet").generator.attention == [16]
+
+
+def test_lipschitz_warnings():
+    from gankit.config import lipschitz_warnings
+
+    for name in preset_names():
+        assert lipschitz_warnings(resolve(name)) == [], name
+    w = lipschitz_warnings(resolve("dcgan", ["loss.name=wasserstein",
+                                             "discriminator.output=linear"]))
+    assert len(w) == 1 and "no spectral norm, weight clipping or penalty" in w[0]
+    assert "loss.name=wgan-gp" in w[0]  # says how to fix it
+    assert lipschitz_warnings(resolve("dcgan", ["loss.name=wasserstein", "loss.clip=0.01",
+                                                "discriminator.output=linear"])) == []
+    w = lipschitz_warnings(resolve("sndcgan", ["discriminator.output=linear"]))
+    assert len(w) == 1 and "batch norm" in w[0] and "discriminator.output=tanh" in w[0]
+    w = lipschitz_warnings(resolve("sndcgan", ["loss.name=wgan-gp",
+                                               "discriminator.output=linear"]))
+    assert len(w) == 1 and "wgan-gp with batch norm" in w[0]
+
+
+@pytest.mark.parametrize("override, match", [
+    ("discriminator.kernels=[3, 4]", "one entry per entry of widths"),
+    ("discriminator.kernels=[4, 3, 3, 3]", "must be odd at stride 1"),
+    ("discriminator.kernel_size=4", "must be odd at stride 1"),
+])
+def test_kernel_checks(override, match):
+    with pytest.raises(GankitError, match=match):
+        resolve("dcgan", [override])

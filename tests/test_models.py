@@ -5,7 +5,8 @@ from gankit.config import resolve
 from gankit.models import SelfAttention, build_models
 
 
-@pytest.mark.parametrize("preset", ["dcgan", "sndcgan", "sagan"])
+@pytest.mark.parametrize("preset", ["dcgan", "sndcgan", "sagan", "sngan", "sngan-resnet",
+                                    "sagan-resnet", "cpu"])
 def test_shapes_and_ranges(preset):
     cfg = resolve(preset)
     g, d = build_models(cfg)
@@ -83,3 +84,53 @@ def test_sagan_places_attention_at_32x32():
                 mod.register_forward_hook(lambda _m, i, _o: seen.append(i[0].shape[-1]))
     d(g(torch.randn(2, 32)))
     assert seen == [32, 32]
+
+
+def _sn_wrapped(m: torch.nn.Module) -> bool:
+    return torch.nn.utils.parametrize.is_parametrized(m, "weight")
+
+
+@pytest.mark.parametrize("preset", ["sngan-resnet", "sagan-resnet"])
+def test_resnet_layout_and_spectral_norm_on_every_d_layer(preset):
+    from gankit.models.resnet import DownBlock, ResNetDiscriminator, ResNetGenerator, UpBlock
+
+    cfg = resolve(preset)
+    g, d = build_models(cfg)
+    assert isinstance(g, ResNetGenerator) and isinstance(d, ResNetDiscriminator)
+    ups = [m for m in g.modules() if isinstance(m, UpBlock)]
+    downs = [m for m in d.modules() if isinstance(m, DownBlock)]
+    assert len(ups) == 3 and [b.down for b in downs] == [True, True, False, False]
+    assert downs[0].first and not any(b.first for b in downs[1:])
+    # shapes through D: 32 -> 16 -> 8 -> 8 -> 8, 128 channels, global sum pooling to the head
+    x = torch.randn(2, 3, 32, 32)
+    for b in downs:
+        x = b(x)
+    assert x.shape == (2, 128, 8, 8) and d.head.in_features == 128
+    weighted = [m for m in d.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert weighted and all(_sn_wrapped(m) for m in weighted)
+    g_weighted = [m for m in g.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert all(_sn_wrapped(m) for m in g_weighted) == (preset == "sagan-resnet")
+    attn = [m for m in [*g.modules(), *d.modules()] if isinstance(m, SelfAttention)]
+    assert len(attn) == (2 if preset == "sagan-resnet" else 0)
+
+
+def test_resnet_blocks_are_residual():
+    """With the residual branch's last conv zeroed, an up-block is its shortcut alone."""
+    from gankit.models.resnet import UpBlock
+
+    cfg = resolve("sngan-resnet")
+    blk = UpBlock(8, 4, cfg.generator, "parametrization").eval()
+    torch.nn.init.zeros_(blk.conv2.weight)
+    torch.nn.init.zeros_(blk.conv2.bias)
+    x = torch.randn(2, 8, 4, 4)
+    expect = blk.shortcut(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+    torch.testing.assert_close(blk(x), expect)
+
+
+def test_sngan_standard_cnn_discriminator():
+    cfg = resolve("sngan")
+    _, d = build_models(cfg)
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(m.out_channels, m.kernel_size[0], m.stride[0]) for m in convs] == [
+        (64, 3, 1), (64, 4, 2), (128, 3, 1), (128, 4, 2), (256, 3, 1), (256, 4, 2), (512, 3, 1)]
+    assert d.head.in_features == 512 * 4 * 4 and all(_sn_wrapped(m) for m in convs)

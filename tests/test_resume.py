@@ -23,6 +23,12 @@ FEATURES = {
     "sagan-bn-sn-attention": ("sagan", []),
     "wgan-gp-ndis2": ("dcgan", ["loss.name=wgan-gp", "discriminator.output=linear",
                                 "optim.n_dis=2"]),
+    "ema-diffaugment-linear-decay": ("dcgan", ["augment.policy=[color, translation, cutout]",
+                                               "ema.enabled=true", "optim.schedule=linear"]),
+    "resnet-hinge-ndis2": ("sngan-resnet", ["generator.base_channels=16",
+                                            "generator.widths=[16, 16, 16]",
+                                            "discriminator.widths=[16, 16, 16, 16]",
+                                            "optim.n_dis=2", "train.batch_size=16"]),
     "fid-tracking-1-thread": ("sagan", ["train.fid_every=1", "train.fid_n=64",
                                         "train.fid_ref=test[0:64]", "perf.threads=1"]),
 }

@@ -83,3 +83,19 @@ def test_every_loss_trains(tmp_path, tiny_cfg, images, extra):
     assert t.global_step == len(images) // (cfg.train.batch_size // 2) // cfg.optim.n_dis
     if cfg.loss.clip:
         assert all(p.abs().max() <= cfg.loss.clip + 1e-6 for p in t.d.parameters())
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_learning_rate_schedule_start_middle_end(tmp_path, tiny_cfg, images, schedule):
+    cfg = tiny_cfg("dcgan", "train.epochs=2", "train.log_every=1", f"optim.schedule={schedule}",
+                   "optim.g_lr=1e-3", "optim.d_lr=4e-3")
+    t = train(cfg, tmp_path / "r", images, progress=False)
+    total = t.total_steps
+    assert total == 32
+    lrs = {r["step"]: (r["g_lr"], r["d_lr"]) for r in read_jsonl(tmp_path / "r" / "metrics.jsonl")
+           if r["kind"] == "step"}
+    for s in (1, total // 2 + 1, total):  # the lr used for step s was set after s - 1 steps
+        f = 1 - (s - 1) / total if schedule == "linear" else 1.0
+        assert lrs[s] == (pytest.approx(1e-3 * f), pytest.approx(4e-3 * f))
+    if schedule == "linear":
+        assert lrs[1][0] == pytest.approx(1e-3) and lrs[total][0] == pytest.approx(1e-3 / total)

@@ -58,6 +58,10 @@ def train(preset, data_dir, out, epochs, minutes, overrides, resume, fid_every, 
     else:
         cfg = resolve(preset, extra)
         run_dir = out or Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    from gankit.config import lipschitz_warnings
+
+    for line in lipschitz_warnings(cfg):
+        click.echo(f"warning: {line}", err=True)
     images = load_training_images(cfg, data_dir)
     evaluator = None
     if cfg.train.fid_every and os.environ.get("RANK", "0") == "0":  # FID runs on rank 0 only
@@ -86,13 +90,14 @@ def train(preset, data_dir, out, epochs, minutes, overrides, resume, fid_every, 
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="FILE.png (grid), FILE.npz (uint8 'images'), or a folder of PNGs")
 @click.option("--seed", type=int, default=0, show_default=True)
-def generate(checkpoint, n, out, seed) -> None:
+@click.option("--raw", is_flag=True, help="the trained G weights, not their EMA (when kept)")
+def generate(checkpoint, n, out, seed, raw) -> None:
     """Sample N images from a checkpoint (or a run folder: its best, else latest)."""
     from gankit.generate import load_generator, sample_images, write_images
 
     if Path(out).suffix.lower() not in (".png", ".npz", ""):
         raise GankitError(f"--out {out}: use a .png (grid), .npz (array) or a folder name")
-    g, _, epoch = load_generator(checkpoint)
+    g, _, epoch = load_generator(checkpoint, raw=raw)
     kind = write_images(sample_images(g, n, seed), out)
     click.echo(f"wrote {n} images ({kind}) from epoch {epoch} to {out}")
 

@@ -32,6 +32,8 @@ class DataConfig(_Strict):
 
 
 class GeneratorConfig(_Strict):
+    arch: Literal["dcgan", "resnet"] = Field(
+        "dcgan", description="dcgan: transposed convs; resnet: SNGAN/BigGAN-CIFAR up-blocks")
     latent_dim: int = Field(100, ge=1, le=4096)
     base_channels: int = Field(256, ge=1, description="channels of the 4x4 dense projection")
     widths: list[int] = Field(default_factory=lambda: [128, 128, 128], min_length=1)
@@ -65,9 +67,13 @@ class GeneratorConfig(_Strict):
 
 
 class DiscriminatorConfig(_Strict):
+    arch: Literal["dcgan", "resnet"] = Field(
+        "dcgan", description="dcgan: plain convs; resnet: optimized first block + res-blocks")
     widths: list[int] = Field(default_factory=lambda: [64, 128, 128, 256], min_length=1)
     strides: list[int] = Field(default_factory=lambda: [1, 2, 2, 2], min_length=1)
     kernel_size: int = Field(3, ge=1, le=8)
+    kernels: list[int] | None = Field(
+        None, description="per-layer kernel sizes (dcgan arch), e.g. SNGAN's [3, 4, 3, 4, ...]")
     norm: Literal["batch", "none"] = "none"
     activation: Literal["leakyrelu", "relu"] = "leakyrelu"
     leaky_slope: float = Field(0.2, ge=0.0, lt=1.0)
@@ -79,11 +85,17 @@ class DiscriminatorConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> DiscriminatorConfig:
-        if self.kernel_size % 2 == 0:
-            raise ValueError(f"discriminator.kernel_size must be odd (got {self.kernel_size}): an "
-                             "even kernel with 'same' padding changes the feature-map size")
         if len(self.widths) != len(self.strides):
             raise ValueError("discriminator.widths and discriminator.strides differ in length")
+        if self.kernels is not None and len(self.kernels) != len(self.widths):
+            raise ValueError("discriminator.kernels needs one entry per entry of widths")
+        for k, s in zip(self.layer_kernels(), self.strides, strict=True):
+            if not 1 <= k <= 8:
+                raise ValueError(f"discriminator kernel sizes must be in 1..8 (got {k})")
+            if k % 2 == 0 and s == 1:
+                field = "kernels" if self.kernels else "kernel_size"
+                raise ValueError(f"discriminator.{field} must be odd at stride 1 (got {k}): an even "
+                                 "kernel with 'same' padding changes the feature-map size")
         if any(w < 1 for w in self.widths) or any(s not in (1, 2) for s in self.strides):
             raise ValueError("discriminator.widths must be positive and strides 1 or 2")
         res, produced = IMAGE_SIZE, set()
@@ -99,6 +111,9 @@ class DiscriminatorConfig(_Strict):
             )
         return self
 
+    def layer_kernels(self) -> list[int]:
+        return list(self.kernels) if self.kernels else [self.kernel_size] * len(self.widths)
+
 
 class LossConfig(_Strict):
     name: Literal["bce", "wasserstein", "hinge", "wgan-gp"] = "bce"
@@ -113,6 +128,8 @@ class OptimConfig(_Strict):
     g_betas: tuple[float, float] = (0.5, 0.999)
     d_betas: tuple[float, float] = (0.5, 0.999)
     n_dis: int = Field(1, ge=1, le=100)
+    schedule: Literal["constant", "linear"] = Field(
+        "constant", description="linear: both learning rates decay linearly to 0 at the last step")
 
     @model_validator(mode="after")
     def _check(self) -> OptimConfig:
@@ -155,6 +172,24 @@ class TrainConfig(_Strict):
         return self
 
 
+class EMAConfig(_Strict):
+    """An exponential moving average of G's weights (Yazici et al. 2019), used for samples,
+    FID, the best checkpoint and ``generate`` when enabled."""
+
+    enabled: bool = False
+    decay: float = Field(0.999, ge=0.0, lt=1.0)
+    warmup: bool = Field(True, description="decay min(decay, (1+t)/(10+t)) at step t, so the "
+                         "average is not dominated by the random initial weights")
+
+
+class AugmentConfig(_Strict):
+    """DiffAugment (Zhao et al. 2020): differentiable augmentation of every image D sees."""
+
+    policy: list[Literal["color", "translation", "cutout"]] = Field(default_factory=list)
+    translation: float = Field(0.125, ge=0.0, le=0.5, description="max shift, fraction of size")
+    cutout: float = Field(0.5, ge=0.0, le=1.0, description="cutout square side, fraction of size")
+
+
 class PerfConfig(_Strict):
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -171,6 +206,8 @@ class Config(_Strict):
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    ema: EMAConfig = Field(default_factory=EMAConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     perf: PerfConfig = Field(default_factory=PerfConfig)
 
     @model_validator(mode="after")
@@ -182,6 +219,28 @@ class Config(_Strict):
                 f"(got output={self.discriminator.output}, loss={self.loss.name})"
             )
         return self
+
+
+def lipschitz_warnings(cfg: Config) -> list[str]:
+    """Combinations that leave a Wasserstein critic without Lipschitz control: each a line
+    saying what is wrong, why it matters and what to change. Warnings, not errors: the
+    reference design trained some of them."""
+    d, loss = cfg.discriminator, cfg.loss
+    out = []
+    if loss.name == "wasserstein" and not d.spectral_norm and not loss.clip and d.output != "tanh":
+        out.append("loss.name=wasserstein with no spectral norm, weight clipping or penalty: the "
+                   "critic is unbounded and its loss can diverge; set discriminator.spectral_norm="
+                   "true, loss.clip=0.01 or loss.name=wgan-gp")
+    if loss.name == "wasserstein" and d.norm == "batch" and d.output == "linear":
+        out.append("a batch-norm critic with a linear output and plain Wasserstein loss: batch "
+                   "norm divides by the batch std, so spectral norm no longer bounds the critic's "
+                   "Lipschitz constant; set discriminator.output=tanh (as the reference design), "
+                   "discriminator.norm=none, or loss.name=hinge")
+    if loss.name == "wgan-gp" and d.norm == "batch":
+        out.append("loss.name=wgan-gp with batch norm in D: the gradient penalty is defined per "
+                   "sample and batch norm couples the samples (Gulrajani et al. 2017); set "
+                   "discriminator.norm=none")
+    return out
 
 
 def preset_names() -> list[str]:

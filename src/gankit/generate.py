@@ -6,20 +6,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from gankit.config import Config
 from gankit.errors import GankitError
 from gankit.io import atomic_path
-from gankit.models import Generator
+from gankit.models import build_generator
 from gankit.reports.images import save_grid, save_png, to_uint8
 from gankit.training import checkpoint
 
 
-def load_generator(path: Path) -> tuple[Generator, Config, int]:
-    """Rebuild G from a checkpoint file or run folder; eval mode, on CPU."""
+def load_generator(path: Path, raw: bool = False) -> tuple[nn.Module, Config, int]:
+    """Rebuild G from a checkpoint file or run folder; eval mode, on CPU. The EMA weights
+    when the checkpoint has them, unless ``raw`` asks for the trained weights."""
     path = checkpoint.find_generator_checkpoint(Path(path))
-    cfg, epoch, g_sd, _ = checkpoint.load(path)
-    g = Generator(cfg.generator)
+    cfg, epoch = checkpoint.load_config(path)
+    parts = checkpoint.load_tensors(path)
+    g_sd = parts["G"] if raw or "G_ema" not in parts else parts["G_ema"]
+    g = build_generator(cfg.generator)
     try:
         g.load_state_dict(g_sd)
     except RuntimeError as err:
@@ -28,7 +32,7 @@ def load_generator(path: Path) -> tuple[Generator, Config, int]:
 
 
 @torch.no_grad()
-def sample_images(g: Generator, n: int, seed: int = 0, batch_size: int = 500) -> np.ndarray:
+def sample_images(g: nn.Module, n: int, seed: int = 0, batch_size: int = 500) -> np.ndarray:
     """``n`` images as uint8 N x 32 x 32 x 3 from latents drawn with ``seed``, in fp32.
 
     Touches no global state (threads, RNG, precision): it runs on G's device with its own

@@ -62,10 +62,11 @@ class Discriminator(nn.Module):
         sn = cfg.spectral_norm
         layers: list[nn.Module] = []
         cin, res = 3, IMAGE_SIZE
-        for w, s in zip(cfg.widths, cfg.strides, strict=True):
+        for w, s, k in zip(cfg.widths, cfg.strides, cfg.layer_kernels(), strict=True):
             res //= s
             layers += [
-                maybe_sn(nn.Conv2d(cin, w, cfg.kernel_size, s, cfg.kernel_size // 2), sn, sn_impl),
+                # (k-1)//2 keeps the size at stride 1 (odd k) and halves it at stride 2 (k=3, 4)
+                maybe_sn(nn.Conv2d(cin, w, k, s, (k - 1) // 2), sn, sn_impl),
                 norm2d(cfg.norm, w),
                 activation(cfg.activation, cfg.leaky_slope),
             ]
@@ -84,7 +85,22 @@ class Discriminator(nn.Module):
         return torch.tanh(out) if self.output == "tanh" else out
 
 
-def build_models(
-    cfg: Config, sn_impl: SNImpl = "parametrization"
-) -> tuple[Generator, Discriminator]:
-    return Generator(cfg.generator, sn_impl), Discriminator(cfg.discriminator, sn_impl)
+def build_generator(cfg: GeneratorConfig, sn_impl: SNImpl = "parametrization") -> nn.Module:
+    if cfg.arch == "resnet":
+        from gankit.models.resnet import ResNetGenerator
+
+        return ResNetGenerator(cfg, sn_impl)
+    return Generator(cfg, sn_impl)
+
+
+def build_discriminator(cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametrization") -> nn.Module:
+    if cfg.arch == "resnet":
+        from gankit.models.resnet import ResNetDiscriminator
+
+        return ResNetDiscriminator(cfg, sn_impl)
+    return Discriminator(cfg, sn_impl)
+
+
+def build_models(cfg: Config, sn_impl: SNImpl = "parametrization") -> tuple[nn.Module, nn.Module]:
+    """G and D as the config's ``arch`` fields say (DCGAN-style or ResNet)."""
+    return build_generator(cfg.generator, sn_impl), build_discriminator(cfg.discriminator, sn_impl)

@@ -94,12 +94,17 @@ def load_tensors(path: Path) -> dict[str, dict[str, torch.Tensor]]:
     return out
 
 
+def load_config(path: Path) -> tuple[Config, int]:
+    """The config and epoch a checkpoint was written with (no tensors read)."""
+    meta = read_meta(path)
+    return validate(json.loads(meta["config"])), int(meta["epoch"])
+
+
 def load(path: Path) -> tuple[Config, int, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Return ``(config, epoch, G state dict, D state dict)``."""
-    meta = read_meta(path)
-    cfg = validate(json.loads(meta["config"]))
+    cfg, epoch = load_config(path)
     parts = load_tensors(path)
-    return cfg, int(meta["epoch"]), parts.get("G", {}), parts.get("D", {})
+    return cfg, epoch, parts.get("G", {}), parts.get("D", {})
 
 
 def load_state(path: Path, required: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -24,13 +24,14 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from gankit.config import Config, load_yaml, validate
+from gankit.config import Config, lipschitz_warnings, load_yaml, validate
 from gankit.data import BatchSampler, load_cifar10
 from gankit.errors import GankitError
 from gankit.io import append_jsonl, fsync_dir, read_jsonl, write_json, write_text
 from gankit.models import build_models
 from gankit.reports.images import save_grid, to_uint8
 from gankit.training import checkpoint
+from gankit.training.ema import EMA
 from gankit.training.interrupt import StopSignals
 from gankit.training.record import run_record
 from gankit.training.runtime import Runtime, all_reduce_max, gather_objects, setup
@@ -104,9 +105,11 @@ class Trainer:
         self.sampler = BatchSampler(images.to(dev), n_real, self.data_gen, cfg.data.hflip,
                                     self.rt.rank, self.rt.world_size)
         self.step = GANStep(cfg, self.g, self.d, self.rt, self.noise_gen, compile=cfg.perf.compile)
+        self.ema = EMA(self.g, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
         self.steps_per_epoch = len(self.sampler) // cfg.optim.n_dis
         if self.steps_per_epoch < 1:
             raise GankitError("an epoch has no full iteration: lower batch_size or n_dis")
+        self.total_steps = cfg.train.epochs * self.steps_per_epoch
         self.epoch = 0  # completed epochs
         self.iteration = 0  # completed iterations of the current epoch
         self.global_step = 0
@@ -118,6 +121,17 @@ class Trainer:
         self._epoch_rng: torch.Tensor | None = None
         self._epoch_seconds = 0.0
         self._t_log, self._window = time.perf_counter(), 0
+
+    @property
+    def g_eval(self) -> torch.nn.Module:
+        """The generator for samples, FID and the best checkpoint: the EMA one when enabled."""
+        return self.ema.model if self.ema is not None else self.g
+
+    def lr_factor(self) -> float:
+        """The schedule's factor for the next iteration (linear: 1 at the start, 0 at the end)."""
+        if self.cfg.optim.schedule == "linear":
+            return max(0.0, 1.0 - self.global_step / self.total_steps)
+        return 1.0
 
     # -- time -----------------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -150,6 +164,7 @@ class Trainer:
             "best": json.dumps(self.best),
             "lr_scale": self.lr_scale,
             "rollbacks": self.rollbacks,
+            "ema_updates": self.ema.updates if self.ema is not None else 0,
         }
 
     def load(self, path: Path) -> None:
@@ -157,6 +172,8 @@ class Trainer:
         try:
             self.g.load_state_dict(parts["G"])
             self.d.load_state_dict(parts["D"])
+            if self.ema is not None:
+                self.ema.model.load_state_dict(parts["G_ema"])
         except (RuntimeError, KeyError) as err:
             first = str(err).strip().splitlines()[0]
             raise GankitError(
@@ -192,7 +209,8 @@ class Trainer:
         self.last_eval_seconds = float(st.get("last_eval_seconds", 0.0))
         self.best = json.loads(st["best"])
         self.lr_scale, self.rollbacks = float(st["lr_scale"]), int(st["rollbacks"])
-        self.step.scale_lr(self.lr_scale)
+        if self.ema is not None:
+            self.ema.updates = int(st.get("ema_updates", 0))
         self._batches = None
 
     def save(self, ckpt_dir: Path, name: str) -> None:
@@ -204,18 +222,22 @@ class Trainer:
         state = self.state()
         if self.rt.is_main:
             checkpoint.save(ckpt_dir / f"{name}.safetensors", self.cfg, self.epoch, self.g,
-                            self.d, state, step=self.global_step)
+                            self.d, state, step=self.global_step, extra_modules=self.extra_modules())
             checkpoint.prune(ckpt_dir, self.cfg.train.keep_every)
+
+    def extra_modules(self) -> dict[str, torch.nn.Module]:
+        return {"G_ema": self.ema.model} if self.ema is not None else {}
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor) -> torch.Tensor:
-        was_training = self.g.training
-        self.g.eval()
+        g = self.g_eval
+        was_training = g.training
+        g.eval()
         try:
             with self.rt.autocast():
-                return self.g(z.to(self.rt.device)).float()
+                return g(z.to(self.rt.device)).float()
         finally:
-            self.g.train(was_training)
+            g.train(was_training)
 
     # -- iterations ----------------------------------------------------------------------
     def _epoch_seconds_now(self) -> float:
@@ -236,7 +258,10 @@ class Trainer:
             self._batches = self.sampler.epoch(self.iteration * n_dis)
             self._t_epoch, self._t_log, self._window = time.perf_counter(), time.perf_counter(), 0
         while self.iteration < self.steps_per_epoch:
+            self.step.scale_lr(self.lr_scale * self.lr_factor())
             self.step([next(self._batches) for _ in range(n_dis)])
+            if self.ema is not None:
+                self.ema.update(self.g)
             self.iteration += 1
             self.global_step += 1
             self._window += 1
@@ -261,7 +286,8 @@ class Trainer:
             raise NonFiniteLoss(self.step.nonfinite_step() or self.global_step)
         rec = {"kind": "step", "epoch": self.epoch + 1, "step": self.global_step, **stats,
                "real_images_per_s": self._window * real_per_step / max(now - self._t_log, 1e-9),
-               "lr_scale": self.lr_scale}
+               "g_lr": self.step.g_opt.param_groups[0]["lr"],
+               "d_lr": self.step.d_opt.param_groups[0]["lr"]}
         self._t_log, self._window = now, 0
         log(rec)
         if bar is not None:
@@ -289,7 +315,8 @@ def _prepare_run_dir(run_dir: Path, cfg: Config, rt: Runtime) -> None:
         (tmp / "checkpoints").mkdir()
         (tmp / "samples").mkdir()
         write_text(tmp / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-        write_json(tmp / "run.json", run_record(cfg.train.seed, _runtime_record(rt)))
+        write_json(tmp / "run.json", {**run_record(cfg.train.seed, _runtime_record(rt)),
+                                      "config_warnings": lipschitz_warnings(cfg)})
         os.replace(tmp, run_dir)  # an empty run_dir is replaced too
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -396,14 +423,15 @@ def train(
         if last_eval_step == trainer.global_step:
             return
         t_eval = time.monotonic()
-        res = evaluator(trainer.g)
+        res = evaluator(trainer.g_eval)
         trainer.last_eval_seconds = time.monotonic() - t_eval
         last_eval_step = trainer.global_step
         if not trainer.best or res["fid"] < trainer.best["fid"]:
             trainer.best = {"fid": res["fid"], "epoch": label, "step": trainer.global_step,
                             "protocol": fid_protocol(cfg)}
             checkpoint.save(ckpt_dir / "best.safetensors", cfg, trainer.epoch, trainer.g,
-                            trainer.d, extra_meta={"fid": res}, step=trainer.global_step)
+                            trainer.d, extra_meta={"fid": res}, step=trainer.global_step,
+                            extra_modules=trainer.extra_modules())
         log({"kind": "fid", "epoch": label, "step": trainer.global_step, **res,
              "eval_seconds": trainer.last_eval_seconds,
              "best_fid": trainer.best["fid"], "best_epoch": trainer.best["epoch"]})
@@ -488,7 +516,6 @@ def _on_nonfinite(trainer: Trainer, err: NonFiniteLoss, ckpt_dir: Path, metrics:
     rollbacks, scale = trainer.rollbacks + 1, trainer.lr_scale * 0.5
     trainer.load(last)
     trainer.rollbacks, trainer.lr_scale = rollbacks, scale
-    trainer.step.scale_lr(scale)
     if trainer.rt.is_main:
         _truncate_metrics(metrics, trainer.global_step)
     log({"kind": "rollback", "step": trainer.global_step, "bad_step": err.step,

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from gankit.config import Config
+from gankit.data.augment import DiffAugment
 from gankit.losses import clip_weights, d_loss_parts, g_loss, gradient_penalty
 from gankit.training.runtime import Runtime, all_reduce_mean
 
@@ -78,6 +79,8 @@ class GANStep:
         self._slice_d = slice(rt.rank * self.n_real, (rt.rank + 1) * self.n_real)
         self._slice_g = slice(rt.rank * b, (rt.rank + 1) * b)
         self.concat_d = not getattr(self.d_plain, "has_batchnorm", True)
+        a = cfg.augment
+        self.augment = DiffAugment(a.policy, a.translation, a.cutout)
         self.stats = torch.zeros(4, device=rt.device)  # d_real, d_fake, g, gp (sums)
         self.count = 0
         # First step whose losses were not finite (-1: none); kept on the device, no sync.
@@ -87,15 +90,20 @@ class GANStep:
     def _fmt(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.rt.channels_last else x
 
+    def _d_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What D sees: the image after DiffAugment (if on), in D's memory format."""
+        return self._fmt(self.augment(x) if self.augment else x)
+
     def d_step(self, real: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
-        real = self._fmt(real)
         z = self._z_d.normal_(generator=self.noise)[self._slice_d]
         with torch.no_grad(), self.rt.autocast():
             fake = self.g(z)
+        real = self._d_input(real)
+        fake = self._d_input(fake.to(real.dtype))
         with self.rt.autocast():
             if self.concat_d:
-                out = self.d(torch.cat([real, fake.to(real.dtype)])).float()
+                out = self.d(torch.cat([real, fake])).float()
                 out_real, out_fake = out[: len(real)], out[len(real) :]
             else:
                 out_real, out_fake = self.d(real).float(), self.d(fake).float()
@@ -104,7 +112,7 @@ class GANStep:
         gp = torch.zeros((), device=loss.device)
         if cfg.loss.name == "wgan-gp":
             with self.rt.autocast():
-                gp = gradient_penalty(self.d, real, fake.to(real.dtype))
+                gp = gradient_penalty(self.d, real, fake)
             loss = loss + cfg.loss.gp_weight * gp
         self.d_opt.zero_grad(set_to_none=True)
         self.d_scaler.scale(loss).backward()
@@ -117,7 +125,7 @@ class GANStep:
     def g_step(self) -> torch.Tensor:
         z = self._z_g.normal_(generator=self.noise)[self._slice_g]
         with self.rt.autocast():
-            out = self.d_for_g(self.g(z)).float()
+            out = self.d_for_g(self._d_input(self.g(z))).float()
         loss = g_loss(self.cfg.loss.name, out, self.cfg.loss.g_mode)
         self.g_opt.zero_grad(set_to_none=True)
         self.g_scaler.scale(loss).backward(inputs=list(self.g_plain.parameters()))

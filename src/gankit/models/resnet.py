@@ -1,0 +1,112 @@
+"""ResNet G and D for 32x32 images, as in SNGAN (Miyato et al. 2018) and BigGAN-CIFAR.
+
+G: z -> linear to ``base_channels x 4 x 4`` -> one up-block per entry of ``widths``
+(norm, activation, 2x nearest upsampling, 3x3 conv, norm, activation, 3x3 conv; a 1x1 conv on
+the upsampled input as shortcut) -> norm, activation, 3x3 conv to RGB, tanh.
+D: an "optimized" first block (conv, activation, conv, 2x2 average pool; shortcut: pool then
+1x1 conv, so the raw image is never passed through an activation), then one block per further
+entry of ``widths`` (activation, conv, activation, conv, pool when its stride is 2; a 1x1 conv
+shortcut where the shape changes), activation, global *sum* pooling, linear to one output.
+Self-attention (SAGAN) follows the block that produces a listed resolution.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gankit.config import IMAGE_SIZE, DiscriminatorConfig, GeneratorConfig
+from gankit.models.attention import SelfAttention
+from gankit.models.layers import SNImpl, activation, maybe_sn, norm2d
+
+
+def _conv(cin: int, cout: int, k: int, sn: bool, impl: SNImpl) -> nn.Module:
+    return maybe_sn(nn.Conv2d(cin, cout, k, 1, k // 2), sn, impl)
+
+
+class UpBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, cfg: GeneratorConfig, impl: SNImpl) -> None:
+        super().__init__()
+        sn = cfg.spectral_norm
+        self.norm1, self.norm2 = norm2d(cfg.norm, cin), norm2d(cfg.norm, cout)
+        self.act = activation(cfg.activation, cfg.leaky_slope)
+        self.conv1, self.conv2 = _conv(cin, cout, 3, sn, impl), _conv(cout, cout, 3, sn, impl)
+        self.shortcut = _conv(cin, cout, 1, sn, impl)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.interpolate(self.act(self.norm1(x)), scale_factor=2, mode="nearest")
+        h = self.conv2(self.act(self.norm2(self.conv1(h))))
+        return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class ResNetGenerator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig, sn_impl: SNImpl = "parametrization") -> None:
+        super().__init__()
+        sn = cfg.spectral_norm
+        self.latent_dim, self.base = cfg.latent_dim, cfg.base_channels
+        self.project = maybe_sn(nn.Linear(cfg.latent_dim, self.base * 16), sn, sn_impl)
+        blocks: list[nn.Module] = []
+        cin, res = self.base, 4
+        for w in cfg.widths:
+            res *= 2
+            blocks.append(UpBlock(cin, w, cfg, sn_impl))
+            if res in cfg.attention:
+                blocks.append(SelfAttention(w, sn, cfg.attention_pool, sn_impl))
+            cin = w
+        self.blocks = nn.Sequential(*blocks)
+        self.out = nn.Sequential(
+            norm2d(cfg.norm, cin), activation(cfg.activation, cfg.leaky_slope),
+            _conv(cin, 3, cfg.out_kernel, sn, sn_impl), nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(self.blocks(self.project(z).view(z.shape[0], self.base, 4, 4)))
+
+
+class DownBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, down: bool, first: bool, cfg: DiscriminatorConfig,
+                 impl: SNImpl) -> None:
+        super().__init__()
+        sn = cfg.spectral_norm
+        self.down, self.first = down, first
+        self.act = activation(cfg.activation, cfg.leaky_slope)
+        self.norm1, self.norm2 = norm2d(cfg.norm, cin), norm2d(cfg.norm, cout)
+        self.conv1, self.conv2 = _conv(cin, cout, 3, sn, impl), _conv(cout, cout, 3, sn, impl)
+        self.shortcut = _conv(cin, cout, 1, sn, impl) if (first or down or cin != cout) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x if self.first else self.act(self.norm1(x))
+        h = self.conv2(self.act(self.norm2(self.conv1(h))))
+        if self.down:
+            h = F.avg_pool2d(h, 2)
+        if self.shortcut is None:
+            return h + x
+        if self.first:  # pool first: the 1x1 conv then runs on 4x fewer pixels, same result
+            return h + self.shortcut(F.avg_pool2d(x, 2) if self.down else x)
+        s = self.shortcut(x)
+        return h + (F.avg_pool2d(s, 2) if self.down else s)
+
+
+class ResNetDiscriminator(nn.Module):
+    def __init__(self, cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametrization") -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        cin, res = 3, IMAGE_SIZE
+        for i, (w, s) in enumerate(zip(cfg.widths, cfg.strides, strict=True)):
+            res //= s
+            blocks.append(DownBlock(cin, w, s == 2, i == 0, cfg, sn_impl))
+            if res in cfg.attention:
+                blocks.append(SelfAttention(w, cfg.spectral_norm, cfg.attention_pool, sn_impl))
+            cin = w
+        self.blocks = nn.Sequential(*blocks)
+        self.act = activation(cfg.activation, cfg.leaky_slope)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = maybe_sn(nn.Linear(cin, 1), cfg.spectral_norm, sn_impl)
+        self.output = cfg.output
+        self.has_batchnorm = cfg.norm == "batch"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.blocks(x)).sum(dim=(2, 3))
+        out = self.head(self.dropout(h)).squeeze(1)
+        return torch.tanh(out) if self.output == "tanh" else out
