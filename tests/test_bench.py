@@ -40,4 +40,25 @@ def test_bench_training_rows(pool):
     assert row["speedup"] == pytest.approx(ips[bench.FAST] / ips[bench.PLAIN], rel=1e-9)
     assert row["speedup_same_malloc"] == pytest.approx(ips[bench.FAST] / ips[bench.PLAIN_MALLOC],
                                                        rel=1e-9)
-    assert f"speedup {row['speedup']:.2f}x" in lines[0]
+    assert f"speedup {row['speedup']:.2f}x" in lines[-1] and "tuner:" in lines[0]
+
+
+def test_keras_anchor_trains_d_and_g_like_the_reference():
+    """Under Keras 3 the tutorial's one-time ``d.trainable = False`` would freeze D in its own
+    step too; the anchor must time a loop in which D and G both learn."""
+    pytest.importorskip("tensorflow")
+    import numpy as np
+
+    from gankit.bench import keras
+
+    d, g, gan = keras.build()
+    rng = np.random.default_rng(0)
+    real = rng.uniform(-1, 1, (64, 32, 32, 3)).astype("float32")
+    d0, g0 = [w.numpy().copy() for w in d.weights], [w.numpy().copy() for w in g.weights]
+    keras.iteration(d, g, gan, real, rng)
+    assert any(not np.allclose(a, b.numpy()) for a, b in zip(d0, d.weights, strict=True))
+    assert any(not np.allclose(a, b.numpy()) for a, b in zip(g0, g.weights, strict=True))
+    d1 = [w.numpy().copy() for w in d.weights]
+    d.trainable = False
+    gan.train_on_batch(rng.normal(size=(8, 100)).astype("float32"), np.ones((8, 1), "float32"))
+    assert all(np.allclose(a, b.numpy()) for a, b in zip(d1, d.weights, strict=True))

@@ -94,6 +94,11 @@ def test_every_source_kind(tmp_path, fake_cifar):
     assert c.images.shape == (200, 32, 32, 3)
     r = compare(c, load_source("cifar10:train[100:300]", data_dir=fake_cifar), ext, with_kid=True)
     assert {"fid", "kid_mean", "kid_std", "mode", "inception_sha256"} <= set(r)
+    same = compare(a, load_source(str(tmp_path / "a.npy")), ext, with_pr=True)
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
+    assert same["pr_n_fake"] == same["pr_n_real"] == 300
+    with pytest.raises(GankitError, match="need images"):
+        compare(load_source(str(tmp_path / "stats.npz")), a, ext, with_pr=True)
 
 
 @pytest.mark.parametrize("make, match", [

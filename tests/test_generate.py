@@ -52,3 +52,64 @@ def test_missing_state_blocks_resume_clearly(run):
     assert checkpoint.epoch_checkpoints(run / "checkpoints") == []
     with pytest.raises(GankitError, match="missing"):
         checkpoint.load_state(path)
+
+
+def test_slerp_endpoints_and_norm():
+    import torch
+
+    from gankit.generate import slerp
+
+    a, b = torch.randn(3, 16), torch.randn(3, 16)
+    b = b / b.norm(dim=1, keepdim=True) * a.norm(dim=1, keepdim=True)  # equal norms
+    t = torch.linspace(0, 1, 5).view(1, 5, 1)
+    z = slerp(a.unsqueeze(1), b.unsqueeze(1), t)
+    torch.testing.assert_close(z[:, 0], a)
+    torch.testing.assert_close(z[:, -1], b, rtol=1e-5, atol=1e-5)
+    # on the great circle: every point keeps the endpoints' norm (a straight line would not)
+    torch.testing.assert_close(z.norm(dim=2), a.norm(dim=1, keepdim=True).expand(3, 5))
+
+
+def test_interpolation_rows_run_between_two_samples(run, tmp_path):
+    import torch
+
+    from gankit.generate import interpolate
+
+    g, _, _ = load_generator(run)
+    imgs = interpolate(g, rows=3, steps=5, seed=7)
+    assert imgs.shape == (15, 32, 32, 3)
+    gen = torch.Generator().manual_seed(7)
+    ends = torch.randn(2, 3, g.latent_dim, generator=gen)
+    from gankit.reports.images import to_uint8
+
+    with torch.no_grad():
+        first, last = to_uint8(g(ends[0])), to_uint8(g(ends[1]))
+    assert np.array_equal(imgs.reshape(3, 5, 32, 32, 3)[:, 0], first)
+    assert np.abs(imgs.reshape(3, 5, 32, 32, 3)[:, -1].astype(int) - last).max() <= 1
+
+
+def test_cli_interpolation_png_and_gif(run, tmp_path, capsys):
+    from gankit.cli import main
+
+    main(["generate", str(run), "--n", "2", "--interpolate", "4", "--out", str(tmp_path / "i.png")])
+    assert Image.open(tmp_path / "i.png").size == (4 * 34 + 2, 2 * 34 + 2)
+    main(["generate", str(run), "--n", "2", "--interpolate", "4", "--out", str(tmp_path / "i.gif")])
+    gif = Image.open(tmp_path / "i.gif")
+    assert gif.n_frames == 4 + 2  # there and back again
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", str(run), "--interpolate", "4", "--out", str(tmp_path / "i.npz")])
+    assert exc.value.code == 2 and "--interpolate" in capsys.readouterr().err
+
+
+def test_progress_animation_has_every_sampled_epoch(tmp_path, tiny_cfg, images):
+    from gankit.reports.plots import plot_run
+
+    run = tmp_path / "anim"
+    train(tiny_cfg("dcgan", "train.epochs=3", "train.sample_every=1"), run, images,
+          progress=False, on_epoch=plot_run)
+    gif = Image.open(run / "samples" / "progress.gif")
+    assert gif.n_frames == 3
+    for k in range(3):
+        gif.seek(k)
+        frame = np.asarray(gif.convert("RGB"))
+        png = np.asarray(Image.open(run / "samples" / f"epoch-{k + 1:06d}.png").convert("RGB"))
+        assert frame.shape == png.shape and np.abs(frame.astype(int) - png).mean() < 8  # GIF palette

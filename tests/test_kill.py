@@ -24,7 +24,9 @@ pytestmark = pytest.mark.slow
 
 SETS = [*TINY, "data.limit=256", "train.epochs=3", "train.checkpoint_every=1",
         "train.checkpoint_minutes=1e-9",  # a checkpoint after every step: many writes to hit
-        "train.sample_every=1"]
+        "train.sample_every=1",
+        # fixed speed settings: every process runs the same numerics without asking the tuner
+        "perf.precision=fp32", "perf.channels_last=true", "perf.threads=1"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 

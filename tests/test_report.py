@@ -45,6 +45,8 @@ def test_report_is_self_contained_and_escaped(two_runs, tmp_path):
     assert "http://" not in html and "https://" not in html  # nothing fetched from a network
     assert html.count("data:image/png;base64,") >= 2 * 2 + 1
     assert "loss.d_batch" not in html and "generator.spectral_norm" in html  # config diff
+    assert html.count("data:image/gif;base64,") == 2  # each run's progress animation
+    assert html.count("latent interpolations (slerp), epoch 2") == 2
 
 
 def test_report_rejects_non_runs(tmp_path):

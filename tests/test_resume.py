@@ -55,20 +55,29 @@ def _assert_same_run(a, b):
 
 
 @pytest.fixture
-def stop_at(monkeypatch):
-    """Deliver SIGINT to ourselves right after the given global steps."""
-    steps: set[int] = set()
+def after_step(monkeypatch):
+    """``after_step[n] = action``: call ``action(step)`` once, right after global step n."""
+    hooks: dict = {}
     orig = GANStep.__call__
 
     def patched(self, reals):
         orig(self, reals)
-        n = int(self._step_no)
-        if n in steps:
-            steps.discard(n)
-            signal.raise_signal(signal.SIGINT)
+        action = hooks.pop(int(self._step_no), None)
+        if action is not None:
+            action(self)
 
     monkeypatch.setattr(GANStep, "__call__", patched)
-    return steps
+    return hooks
+
+
+def interrupt(_step):
+    signal.raise_signal(signal.SIGINT)
+
+
+def poison(step):
+    """Set one of D's weights to NaN: the next step's losses are not finite."""
+    with torch.no_grad():
+        next(step.d_plain.parameters()).fill_(float("nan"))
 
 
 def _evaluator(cfg, fake_cifar):
@@ -78,7 +87,7 @@ def _evaluator(cfg, fake_cifar):
 
 @pytest.mark.parametrize("feature", FEATURES)
 def test_signal_mid_epoch_then_resume_is_bit_identical(tmp_path, tiny_cfg, images, fake_cifar,
-                                                      stop_at, feature):
+                                                      after_step, feature):
     preset, extra = FEATURES[feature]
     cfg = tiny_cfg(preset, "train.epochs=3", "train.checkpoint_every=3", *extra)
     ev = _evaluator(cfg, fake_cifar)
@@ -87,7 +96,7 @@ def test_signal_mid_epoch_then_resume_is_bit_identical(tmp_path, tiny_cfg, image
     spe = len(images) // (cfg.train.batch_size // (2 if cfg.train.d_batch == "half" else 1)) \
         // cfg.optim.n_dis
     stops = [3, spe + spe // 2, 2 * spe + 1]
-    stop_at.update(stops)
+    after_step.update(dict.fromkeys(stops, interrupt))
     run = tmp_path / "b"
     for k, at in enumerate(stops):
         with pytest.raises(TrainingStopped) as exc:
@@ -178,27 +187,10 @@ def test_edited_config_that_no_longer_fits_the_weights(tmp_path, tiny_cfg, image
         train(wider, tmp_path / "r", images, progress=False, resume=True)
 
 
-@pytest.fixture
-def poison_at(monkeypatch):
-    """Set one of D's weights to NaN right after the given global steps."""
-    steps: set[int] = set()
-    orig = GANStep.__call__
-
-    def patched(self, reals):
-        orig(self, reals)
-        if int(self._step_no) in steps:
-            steps.discard(int(self._step_no))
-            with torch.no_grad():
-                next(self.d_plain.parameters()).fill_(float("nan"))
-
-    monkeypatch.setattr(GANStep, "__call__", patched)
-    return steps
-
-
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_cfg, images,
-                                                                 poison_at):
+                                                                 after_step):
     cfg = tiny_cfg("dcgan", "train.epochs=3", "train.checkpoint_every=1")  # 16 steps an epoch
-    poison_at.add(20)
+    after_step[20] = poison
     with pytest.raises(GankitError, match=r"non-finite .* at step 21 \(epoch 2\).*epoch-000001") as exc:
         train(cfg, tmp_path / "r", images, progress=False)
     assert "on_nonfinite=rollback" in str(exc.value)
@@ -209,10 +201,10 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_
 
 
 def test_nonfinite_loss_rolls_back_with_halved_learning_rates(tmp_path, tiny_cfg, images,
-                                                             poison_at):
+                                                             after_step):
     cfg = tiny_cfg("dcgan", "train.epochs=3", "train.checkpoint_every=1",
                    "train.on_nonfinite=rollback")
-    poison_at.add(20)
+    after_step[20] = poison
     t = train(cfg, tmp_path / "r", images, progress=False)
     assert t.epoch == 3 and t.rollbacks == 1 and t.lr_scale == 0.5
     assert t.step.g_opt.param_groups[0]["lr"] == pytest.approx(cfg.optim.g_lr / 2)

@@ -35,9 +35,11 @@ def cli() -> None:
 @click.option("--fid-n", type=click.IntRange(min=2), help="generated images per FID")
 @click.option("--fid-ref", help="FID reference: train, test or a slice like test[0:1000]")
 @click.option("--inception", type=click.Path(path_type=Path), help=INCEPTION_HELP)
+@click.option("--tensorboard", is_flag=True, default=None,
+              help="also log to RUN/tensorboard (train.tensorboard; needs tensorboard)")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train(preset, data_dir, out, epochs, minutes, overrides, resume, fid_every, fid_n, fid_ref,
-          inception, progress) -> None:
+          inception, tensorboard, progress) -> None:
     """Train a GAN; `gankit train` alone trains the dcgan preset on CIFAR-10."""
     import signal
 
@@ -47,7 +49,7 @@ def train(preset, data_dir, out, epochs, minutes, overrides, resume, fid_every, 
 
     extra = list(overrides)
     for key, val in (("epochs", epochs), ("minutes", minutes), ("fid_every", fid_every),
-                     ("fid_n", fid_n), ("fid_ref", fid_ref)):
+                     ("fid_n", fid_n), ("fid_ref", fid_ref), ("tensorboard", tensorboard)):
         if val is not None:
             extra.append(f"train.{key}={val}")
     if resume:
@@ -91,13 +93,28 @@ def train(preset, data_dir, out, epochs, minutes, overrides, resume, fid_every, 
               help="FILE.png (grid), FILE.npz (uint8 'images'), or a folder of PNGs")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--raw", is_flag=True, help="the trained G weights, not their EMA (when kept)")
-def generate(checkpoint, n, out, seed, raw) -> None:
+@click.option("--interpolate", "steps", type=click.IntRange(min=2),
+              help="N rows of STEPS images between two latents (slerp): a .png grid or a .gif")
+def generate(checkpoint, n, out, seed, raw, steps) -> None:
     """Sample N images from a checkpoint (or a run folder: its best, else latest)."""
-    from gankit.generate import load_generator, sample_images, write_images
+    from gankit.generate import interpolate, load_generator, sample_images, write_images
 
-    if Path(out).suffix.lower() not in (".png", ".npz", ""):
-        raise GankitError(f"--out {out}: use a .png (grid), .npz (array) or a folder name")
+    suffixes = (".png", ".gif") if steps else (".png", ".npz", "")
+    if Path(out).suffix.lower() not in suffixes:
+        raise GankitError(f"--out {out}: use " + ("a .png grid or a .gif animation with "
+                          "--interpolate" if steps else "a .png (grid), .npz (array) or a folder name"))
     g, _, epoch = load_generator(checkpoint, raw=raw)
+    if steps:
+        from gankit.reports.images import make_grid, save_gif, save_grid
+
+        imgs = interpolate(g, n, steps, seed)
+        if Path(out).suffix.lower() == ".gif":  # frame k: the k-th image of every row
+            frames = [make_grid(imgs.reshape(n, steps, *imgs.shape[1:])[:, k]) for k in range(steps)]
+            save_gif(out, frames + frames[-2:0:-1], ms_per_frame=120, last_ms=120)
+        else:
+            save_grid(out, imgs, ncol=steps)
+        click.echo(f"wrote {n} interpolations of {steps} steps from epoch {epoch} to {out}")
+        return
     kind = write_images(sample_images(g, n, seed), out)
     click.echo(f"wrote {n} images ({kind}) from epoch {epoch} to {out}")
 
@@ -129,8 +146,11 @@ def fid_options(f):
 @click.option("--n", "n", type=click.IntRange(min=2), default=10000, show_default=True,
               help="images generated from a checkpoint side")
 @click.option("--kid", "with_kid", is_flag=True, help="also report KID (mean +- std)")
+@click.option("--pr", "with_pr", is_flag=True,
+              help="also precision/recall and density/coverage (k=3) of A against B (real)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON record")
-def fid(a, b, data_dir, inception, mode, precision, batch_size, n, with_kid, as_json) -> None:
+def fid(a, b, data_dir, inception, mode, precision, batch_size, n, with_kid, with_pr,
+        as_json) -> None:
     """FID between A and B (cifar10:SPLIT[a:b], image folder, .npz/.npy, stats, checkpoint)."""
     import json
 
@@ -138,7 +158,7 @@ def fid(a, b, data_dir, inception, mode, precision, batch_size, n, with_kid, as_
 
     ext = _extractor(inception, mode, precision, batch_size)
     sa, sb = (load_source(s, data_dir=data_dir, n=n) for s in (a, b))
-    rec = compare(sa, sb, ext, with_kid=with_kid, progress=not as_json)
+    rec = compare(sa, sb, ext, with_kid=with_kid, with_pr=with_pr, progress=not as_json)
     if as_json:
         click.echo(json.dumps(rec, sort_keys=True))
         return
@@ -148,6 +168,9 @@ def fid(a, b, data_dir, inception, mode, precision, batch_size, n, with_kid, as_
     if with_kid:
         line += f"  KID: {rec['kid_mean']:.5f} +- {rec['kid_std']:.5f}"
     click.echo(line)
+    if with_pr:
+        click.echo("precision {precision:.4f}  recall {recall:.4f}  density {density:.4f}  "
+                   "coverage {coverage:.4f}  (k={pr_k}, {pr_n_fake} vs {pr_n_real})".format(**rec))
 
 
 @cli.command("fid-stats")
@@ -197,19 +220,20 @@ def fid_baselines(data_dir, inception, mode, precision, batch_size, n, seed, as_
 @click.option("--fid-n", type=click.IntRange(min=10), default=2500, show_default=True)
 @click.option("--skip-fid", is_flag=True, help="training benchmark only")
 @click.option("--skip-scaling", is_flag=True)
-def bench(out, data_dir, inception, steps, repeats, fid_n, skip_fid, skip_scaling) -> None:
-    """Side-by-side speed: gankit vs a plain fp32 eager loop; FID feature paths."""
-    import platform
-
+@click.option("--skip-keras", is_flag=True, help="do not run the TensorFlow anchor")
+def bench(out, data_dir, inception, steps, repeats, fid_n, skip_fid, skip_scaling,
+          skip_keras) -> None:
+    """Side-by-side speed: gankit vs a plain fp32 eager loop (and Keras); roofline shares."""
     import torch
 
     from gankit import bench as b
     from gankit.io import write_json
     from gankit.training.record import versions
+    from gankit.training.tuner import device_name
 
     log = click.echo
-    log(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads, torch {torch.__version__}, malloc {malloc_mode()}")
+    log(f"machine: {device_name(torch.device('cpu'))}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, malloc {malloc_mode()}")
     with b.plain_process() as pool:
         b.check_plain(pool)
         res = {"versions": versions(), "malloc": malloc_mode(), "training": b.bench_training(
@@ -217,7 +241,10 @@ def bench(out, data_dir, inception, steps, repeats, fid_n, skip_fid, skip_scalin
         dc = next(r for r in res["training"] if r["preset"] == "dcgan" and r["batch_kind"] == "preset")
         sa = next(r for r in res["training"] if r["preset"] == "sagan" and r["batch"] == 64)
         log(f"dcgan speedup vs fp32 eager: {dc['speedup']:.2f}x")
-        log(f"train speedup vs fp32 eager: {sa['speedup']:.2f}x")
+        log(f"sagan batch 64 speedup vs fp32 eager: {sa['speedup']:.2f}x")
+        res["roofline"] = b.bench_roofline(res["training"], log)
+        if not skip_keras:
+            res["keras"] = b.bench_keras(dc, max(steps, 5), log)
         if not skip_scaling:
             res["scaling"] = b.bench_scaling([32, 64, 128], [0.5, 1.0], log)
         if not skip_fid:
@@ -225,9 +252,17 @@ def bench(out, data_dir, inception, steps, repeats, fid_n, skip_fid, skip_scalin
             speed = f["gankit bf16"]["images_per_s"] / f["fp32 reference"]["images_per_s"]
             dfid = abs(f["gankit bf16"]["fid"] - f["gankit fp32"]["fid"])
             res["fid_feature_speedup"], res["fid_abs_delta"] = speed, dfid
-    write_json(out, res)
     if not skip_fid:
+        from gankit.bench.roofline import share
+
+        peaks, gf = res["roofline"]["peak_gflops"], f["gflop_per_image"]
+        res["fid_roofline"] = {k: share(f[f"gankit {k}"]["images_per_s"], gf, peaks[k])
+                               for k in ("fp32", "bf16") if k in peaks}
+        log("fid features roofline: " + ", ".join(
+            f"gankit {k} {v:.0%} of {k} peak" for k, v in res["fid_roofline"].items()) +
+            f" ({gf:.2f} GFLOP per 299x299 image)")
         log(f"fid feature speedup: {speed:.2f}x, |dFID| = {dfid:.4f}")
+    write_json(out, res)
 
 
 @cli.command()
@@ -304,6 +339,26 @@ def study(name, out, data_dir, inception, epochs, fid_every, fid_n, ref_n, stand
                    f"FID ref-protocol {r['fid_reference_protocol']:.2f}  "
                    f"standard {r['fid_standard']:.2f}")
     click.echo(f"wrote {out / 'report.html'}")
+
+
+@cli.command()
+@click.argument("root", required=False, default="runs", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="one JSON list instead of the table")
+def runs(root, as_json) -> None:
+    """Every run under ROOT (default ./runs): progress, best FID, wall time, status."""
+    import json
+
+    from gankit.reports.runs import find_runs, summarize, table
+
+    if not root.is_dir():
+        raise GankitError(f"{root} is not a folder; pass the folder that holds your runs")
+    rows = [summarize(r) for r in find_runs(root)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif not rows:
+        click.echo(f"no gankit runs under {root}")
+    else:
+        click.echo(table(rows))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -153,6 +153,7 @@ class TrainConfig(_Strict):
     minutes: float | None = Field(
         None, gt=0, description="time budget: stop with a checkpoint (and final FID) after this "
         "many minutes of training and in-run evaluation")
+    tensorboard: bool = Field(False, description="also log to RUN/tensorboard (needs tensorboard)")
     on_nonfinite: Literal["stop", "rollback"] = Field(
         "stop", description="on a NaN/inf loss: stop, or reload the last checkpoint and halve "
         "both learning rates (at most 3 times)")
@@ -191,11 +192,15 @@ class AugmentConfig(_Strict):
 
 
 class PerfConfig(_Strict):
+    """Speed settings. ``auto`` (and ``threads`` unset on the CPU) is decided by timing a few
+    real steps of the run's model on its device (``gankit.training.tuner``), not by flags."""
+
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    channels_last: bool = True
-    compile: bool = False
-    threads: int | None = Field(None, ge=1)
+    channels_last: bool | Literal["auto"] = "auto"
+    compile: bool | Literal["auto"] = Field(
+        "auto", description="auto: measured on CUDA; off on the CPU (measured slower there)")
+    threads: int | None = Field(None, ge=1, description="CPU threads; unset: measured")
 
 
 class Config(_Strict):

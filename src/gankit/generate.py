@@ -54,6 +54,32 @@ def sample_images(g: nn.Module, n: int, seed: int = 0, batch_size: int = 500) ->
     return np.concatenate(out) if out else np.zeros((0, 32, 32, 3), np.uint8)
 
 
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between latent rows ``a`` and ``b`` at fractions ``t``: Gaussian
+    latents live near a sphere, and a straight line through its inside gives atypical codes."""
+    an, bn = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
+    omega = torch.arccos((an * bn).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
+
+
+@torch.no_grad()
+def interpolate(g: nn.Module, rows: int, steps: int, seed: int = 0) -> np.ndarray:
+    """``rows`` interpolations of ``steps`` images each (row-major uint8 N x H x W x 3), each
+    between two latents drawn with ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    ends = torch.randn(2, rows, g.latent_dim, generator=gen)
+    t = torch.linspace(0, 1, steps).view(1, steps, 1)
+    z = slerp(ends[0].unsqueeze(1), ends[1].unsqueeze(1), t).reshape(rows * steps, -1)
+    device = next(g.parameters()).device
+    was_training = g.training
+    g.eval()
+    try:
+        return to_uint8(g(z.to(device)).float())
+    finally:
+        g.train(was_training)
+
+
 def write_images(images: np.ndarray, out: Path) -> str:
     """Write by the name of ``out``: ``.png`` grid, ``.npz`` array, anything else a folder."""
     out = Path(out)

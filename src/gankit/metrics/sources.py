@@ -152,25 +152,28 @@ def source_stats(
 
 def compare(
     a: Source, b: Source, ext: FeatureExtractor, *, with_kid: bool = False,
-    progress: bool = False, method: str = "scipy",
+    with_pr: bool = False, progress: bool = False, method: str = "scipy",
 ) -> dict[str, Any]:
+    """FID of ``a`` against ``b``; KID and precision/recall/density/coverage (``b`` is the
+    real side) from the same features when asked. Those need images, not statistics."""
     t0 = time.perf_counter()
-    feats = []
-    for src in (a, b):
-        if with_kid:
+    feats: list[np.ndarray | None] = [None, None]
+    if with_kid or with_pr:
+        for i, src in enumerate((a, b)):
             if src.images is None:
-                raise GankitError(f"--kid needs images, but {src.spec} is a statistics file")
-            f = ext(src.images, progress=progress)
-            feats.append(f)
-        else:
-            feats.append(None)
-    sa = Stats.from_features(feats[0]) if with_kid else source_stats(a, ext, progress)[0]
-    sb = Stats.from_features(feats[1]) if with_kid else source_stats(b, ext, progress)[0]
+                raise GankitError(f"--kid/--pr need images, but {src.spec} is a statistics file")
+            feats[i] = ext(src.images, progress=progress)
+    sa, sb = (Stats.from_features(f) if f is not None else source_stats(s, ext, progress)[0]
+              for f, s in zip(feats, (a, b), strict=True))
     rec: dict[str, Any] = {
         "a": a.spec, "b": b.spec, "n_a": sa.n, "n_b": sb.n,
         "fid": fid_from_stats(sa, sb, method), **ext.describe(),
     }
     if with_kid:
         rec["kid_mean"], rec["kid_std"] = kid(feats[0], feats[1])
+    if with_pr:
+        from gankit.metrics.prdc import prdc
+
+        rec.update(prdc(real=feats[1], fake=feats[0]))
     rec["seconds"] = time.perf_counter() - t0
     return rec

@@ -68,7 +68,11 @@ def load_run(run_dir: Path, names: set[str]) -> dict[str, Any]:
     best = min(fids, key=lambda r: r["fid"]) if fids else None
     epochs = [r["epoch"] for r in recs if r.get("kind") == "epoch"]
     grids = {int(p.stem.split("-")[1]): p for p in sorted((run_dir / "samples").glob("epoch-*.png"))}
+    anim = run_dir / "samples" / "progress.gif"
+    interp, interp_from = _interpolation(run_dir)
     return {
+        "animation": _b64(anim) if anim.is_file() else None,
+        "interpolation": interp, "interpolation_from": interp_from,
         "dir": run_dir, "name": name, "preset": cfg.get("name", "?"), "config": cfg,
         "steps": [r for r in recs if r.get("kind") == "step"], "fids": fids,
         "epochs": max(epochs, default=0), "best": best, "grid_paths": grids,
@@ -78,6 +82,22 @@ def load_run(run_dir: Path, names: set[str]) -> dict[str, Any]:
                      f"({best.get('mode', 'tf')})") if best else "-",
         "last_fid": _fmt(fids[-1]["fid"]) if fids else "-",
     }
+
+
+def _interpolation(run_dir: Path, rows: int = 4, steps: int = 8) -> tuple[str | None, str]:
+    """A PNG (base64) of latent interpolations from the run's generator, if it has one."""
+    from gankit.generate import interpolate, load_generator
+    from gankit.reports.images import make_grid
+
+    try:
+        g, _, epoch = load_generator(run_dir)
+    except GankitError:
+        return None, ""
+    buf = io.BytesIO()
+    from PIL import Image
+
+    Image.fromarray(make_grid(interpolate(g, rows, steps), ncol=steps)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii"), f"epoch {epoch}"
 
 
 def _pick_epochs(runs: list[dict[str, Any]], wanted: list[int] | None, k: int = 6) -> list[int]:

@@ -1,4 +1,4 @@
-"""Image conversion and PNG grids (written atomically)."""
+"""Image conversion, PNG grids and GIF animations (all written atomically)."""
 
 from __future__ import annotations
 
@@ -38,3 +38,29 @@ def save_png(path: str | Path, image: np.ndarray) -> None:
 
 def save_grid(path: str | Path, images: np.ndarray, ncol: int | None = None) -> None:
     save_png(path, make_grid(images, ncol))
+
+
+def save_gif(path: str | Path, frames: list[np.ndarray], ms_per_frame: int = 250,
+             last_ms: int = 1500) -> None:
+    """An endlessly looping GIF; the last frame is held longer so the end result is seen."""
+    images = [Image.fromarray(f) for f in frames]
+    durations = [ms_per_frame] * (len(images) - 1) + [last_ms]
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=durations, loop=0)
+
+
+def progress_animation(run_dir: str | Path, max_frames: int = 60) -> Path | None:
+    """``samples/progress.gif``: the fixed-latent grids of every sampled epoch in order
+    (evenly thinned to ``max_frames``, the last always kept); None before two grids exist."""
+    samples = Path(run_dir) / "samples"
+    paths = sorted(samples.glob("epoch-*.png"), key=lambda p: int(p.stem.split("-")[1]))
+    if len(paths) < 2:
+        return None
+    if len(paths) > max_frames:
+        idx = np.linspace(0, len(paths) - 1, max_frames).round().astype(int)
+        paths = [paths[i] for i in sorted(set(idx))]
+    frames = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    out = samples / "progress.gif"
+    save_gif(out, frames)
+    return out

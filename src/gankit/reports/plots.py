@@ -19,7 +19,10 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_run(run_dir: Path) -> None:
-    """Redraw the run's plots (cheap; called at every epoch end)."""
+    """Redraw the run's plots and its progress animation (cheap; called at every epoch end)."""
+    from gankit.reports.images import progress_animation
+
+    progress_animation(run_dir)
     recs = read_jsonl(Path(run_dir) / "metrics.jsonl")
     steps = [r for r in recs if r.get("kind") == "step"]
     if steps:

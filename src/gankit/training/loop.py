@@ -11,6 +11,7 @@ and when the time budget ``train.minutes`` runs out.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -30,7 +31,7 @@ from gankit.errors import GankitError
 from gankit.io import append_jsonl, fsync_dir, read_jsonl, write_json, write_text
 from gankit.models import build_models
 from gankit.reports.images import save_grid, to_uint8
-from gankit.training import checkpoint
+from gankit.training import checkpoint, tuner
 from gankit.training.ema import EMA
 from gankit.training.interrupt import StopSignals
 from gankit.training.record import run_record
@@ -104,7 +105,7 @@ class Trainer:
         self.n_real = n_real
         self.sampler = BatchSampler(images.to(dev), n_real, self.data_gen, cfg.data.hflip,
                                     self.rt.rank, self.rt.world_size)
-        self.step = GANStep(cfg, self.g, self.d, self.rt, self.noise_gen, compile=cfg.perf.compile)
+        self.step = GANStep(cfg, self.g, self.d, self.rt, self.noise_gen, compile=self.rt.compile)
         self.ema = EMA(self.g, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
         self.steps_per_epoch = len(self.sampler) // cfg.optim.n_dis
         if self.steps_per_epoch < 1:
@@ -299,7 +300,20 @@ def _finite(x: float) -> bool:
     return x == x and abs(x) != float("inf")
 
 
-def _prepare_run_dir(run_dir: Path, cfg: Config, rt: Runtime) -> None:
+def _resolve_perf(cfg: Config, run_dir: Path, resume: bool,
+                  rt: Runtime) -> tuple[Config, dict[str, Any]]:
+    """Concrete perf settings: a resumed run keeps the ones it started with (same numerics);
+    a new one asks the tuner (cached measurements, or a few timed steps)."""
+    rec_path = run_dir / "run.json"
+    if resume and rec_path.is_file():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            rec = json.loads(rec_path.read_text())["perf"]
+            return tuner.apply(cfg, rec["choice"]), rec
+    return tuner.resolve(cfg, rt.world_size, rt.rank)
+
+
+def _prepare_run_dir(run_dir: Path, cfg: Config, rt: Runtime,
+                     perf_record: dict[str, Any] | None = None) -> None:
     """Create the run folder on rank 0 (whole or not at all); other ranks wait for it."""
     if not rt.is_main:
         torch.distributed.barrier()
@@ -316,7 +330,8 @@ def _prepare_run_dir(run_dir: Path, cfg: Config, rt: Runtime) -> None:
         (tmp / "samples").mkdir()
         write_text(tmp / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         write_json(tmp / "run.json", {**run_record(cfg.train.seed, _runtime_record(rt)),
-                                      "config_warnings": lipschitz_warnings(cfg)})
+                                      "config_warnings": lipschitz_warnings(cfg),
+                                      "perf": perf_record or {}})
         os.replace(tmp, run_dir)  # an empty run_dir is replaced too
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -326,8 +341,9 @@ def _prepare_run_dir(run_dir: Path, cfg: Config, rt: Runtime) -> None:
 
 
 def _runtime_record(rt: Runtime) -> dict[str, Any]:
-    return {"device": str(rt.device), "precision": rt.precision,
-            "channels_last": rt.channels_last, "world_size": rt.world_size}
+    return {"device": str(rt.device), "precision": rt.precision, "channels_last": rt.channels_last,
+            "threads": torch.get_num_threads() if rt.device.type == "cpu" else None,
+            "compile": rt.compile, "world_size": rt.world_size}
 
 
 def _truncate_metrics(metrics: Path, step: int) -> None:
@@ -386,20 +402,32 @@ def train(
 
     Raises :class:`TrainingStopped` after SIGINT/SIGTERM (a checkpoint was written first).
     """
+    rt = setup(cfg.perf)  # joins the process group under torchrun
+    user_cfg = cfg  # what config.yaml keeps ("auto" stays auto; run.json has the choice)
+    cfg, perf_record = _resolve_perf(cfg, run_dir, resume, rt)
     rt = setup(cfg.perf)
     trainer = Trainer(cfg, images, rt)  # every config/data problem shows up before any file
     ckpt_dir, metrics = run_dir / "checkpoints", run_dir / "metrics.jsonl"
     t = cfg.train
+    board = None
+    if t.tensorboard and rt.is_main:
+        from gankit.training.tensorboard import TensorBoard
+
+        TensorBoard.check()  # a missing package is an error before any file is written
 
     def log(rec: dict[str, Any]) -> None:
         if rt.is_main:
             rec["wall_time"] = trainer.elapsed()
             append_jsonl(metrics, [rec])
+            if board is not None:
+                board.log(rec)
 
     if resume:
-        log(_resume(trainer, run_dir, cfg, rt))
+        log(_resume(trainer, run_dir, user_cfg, rt))
     else:
-        _prepare_run_dir(run_dir, cfg, rt)
+        _prepare_run_dir(run_dir, user_cfg, rt, perf_record)
+    if t.tensorboard and rt.is_main:
+        board = TensorBoard(run_dir)
     budget = t.minutes * 60 if t.minutes else None
     last_ckpt = {"time": time.monotonic(), "step": -1}
     last_eval_step = -1
@@ -443,6 +471,9 @@ def train(
         trainer.save(ckpt_dir, name or f"step-{trainer.global_step:09d}")
         last_ckpt.update(time=time.monotonic(), step=trainer.global_step)
 
+    pid_file = run_dir / "running.pid"  # lets `gankit runs` tell a live run from a dead one
+    if rt.is_main:
+        write_text(pid_file, f"{os.getpid()}\n")
     total = t.epochs * trainer.steps_per_epoch
     bar = tqdm(total=total, initial=min(trainer.global_step, total),
                disable=not (progress and rt.is_main), unit="it", dynamic_ncols=True)
@@ -454,7 +485,7 @@ def train(
                 try:
                     why = trainer.run_iterations(log, bar, pause)
                     if why is None:  # the epoch ended
-                        _end_of_epoch(trainer, run_dir, evaluate, save, on_epoch)
+                        _end_of_epoch(trainer, run_dir, evaluate, save, on_epoch, board)
                         if trainer.epoch < t.epochs:
                             why = pause()
                     if why == "checkpoint":
@@ -479,17 +510,27 @@ def train(
                     _on_nonfinite(trainer, err, ckpt_dir, metrics, log)
     finally:
         bar.close()
+        if rt.is_main:
+            pid_file.unlink(missing_ok=True)
+        if board is not None:
+            board.close()
     log({"kind": "end", "reason": reason, "step": trainer.global_step,
          "epoch": trainer.progress_epoch})
     return trainer
 
 
 def _end_of_epoch(trainer: Trainer, run_dir: Path, evaluate: Callable[[float], None],
-                  save: Callable[[str | None], None], on_epoch: Callable[[Path], None] | None) -> None:
+                  save: Callable[[str | None], None], on_epoch: Callable[[Path], None] | None,
+                  board: Any = None) -> None:
     t, e = trainer.cfg.train, trainer.epoch
     last = e == t.epochs
     if trainer.rt.is_main and (e % t.sample_every == 0 or last):
-        save_grid(run_dir / "samples" / f"epoch-{e:06d}.png", to_uint8(trainer.sample(trainer.fixed_z)))
+        images = to_uint8(trainer.sample(trainer.fixed_z))
+        save_grid(run_dir / "samples" / f"epoch-{e:06d}.png", images)
+        if board is not None:
+            from gankit.reports.images import make_grid
+
+            board.image("samples", make_grid(images), trainer.global_step)
     if t.fid_every and (e % t.fid_every == 0 or last):
         evaluate(float(e))
     if e % t.checkpoint_every == 0 or last:

@@ -1,9 +1,10 @@
 """Device, precision, threads and distributed setup.
 
-The fast defaults: bf16 autocast on CPUs with native bf16 (AVX512-BF16 / AMX) and on CUDA
-GPUs that support it, fp16 AMP with a grad scaler on older GPUs, channels_last memory
-format, and all CPU cores as intra-op threads. The distributed helpers read the variables
-``torchrun`` sets, so the same loop runs as one process or as one rank of a DDP job.
+``setup`` takes concrete settings; ``train`` and ``gankit bench`` get them from the measured
+tuner (:mod:`gankit.training.tuner`). Called directly with ``auto`` fields, ``setup`` falls
+back to an unmeasured default: bf16 where the hardware has it, channels_last, no compile, all
+cores. The distributed helpers read the variables ``torchrun`` sets, so the same loop runs as
+one process or as one rank of a DDP job.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Runtime:
     channels_last: bool
     rank: int = 0
     world_size: int = 1
+    compile: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -45,7 +47,7 @@ def cpu_has_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def _pick_device(name: str, local_rank: int) -> torch.device:
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -78,14 +80,17 @@ def setup(perf: PerfConfig) -> Runtime:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _pick_device(perf.device, local_rank)
+    device = pick_device(perf.device, local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if perf.threads:
         torch.set_num_threads(perf.threads)
     elif device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    return Runtime(device, _pick_dtype(perf.precision, device), perf.channels_last, rank, world)
+    channels_last = True if perf.channels_last == "auto" else perf.channels_last
+    compile_ = perf.compile is True
+    return Runtime(device, _pick_dtype(perf.precision, device), channels_last, rank, world,
+                   compile_)
 
 
 def all_reduce_mean(t: torch.Tensor, rt: Runtime) -> torch.Tensor:

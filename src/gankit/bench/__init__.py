@@ -1,5 +1,8 @@
 """``gankit bench``: gankit's training step and FID feature path against the plain versions,
-side by side in one run (interleaved repeats, so machine noise hits both alike).
+side by side in one run (interleaved repeats, so machine noise hits both alike), with the
+tuner's choice, the roofline share of each path and, when TensorFlow is installed, the
+reference design's own Keras loop. Throughput counts *training* images consumed per second
+(with ``d_batch: half`` an iteration consumes batch/2 real images).
 
 The plain loop is what a user would write: float32, contiguous NCHW, eager, hook-based
 ``torch.nn.utils.spectral_norm``, default Adam, separate D passes for real and fake, and a G
@@ -59,8 +62,15 @@ class PlainStep:
         lg.item()  # the per-step .item() a plain loop does for logging
 
 
+def tuned(cfg: Config) -> tuple[Config, dict[str, Any]]:
+    """``cfg`` with the tuner's measured settings (what ``gankit train`` would run)."""
+    from gankit.training import tuner
+
+    return tuner.resolve(cfg)
+
+
 def fast_step(cfg: Config, compile_: bool = False) -> Callable[[torch.Tensor], None]:
-    """gankit's step with its default perf settings (what ``gankit train`` runs)."""
+    """gankit's step with ``cfg``'s (concrete) perf settings."""
     torch.manual_seed(0)
     rt = setup(cfg.perf)
     g, d = build_models(cfg)
@@ -147,26 +157,30 @@ def bench_training(presets: list[str], batches: list[int | None], steps: int, re
     for preset in presets:
         for b in batches:
             sets = [] if b is None else [f"train.batch_size={b}"]
-            cfg = resolve(preset, sets)
+            cfg, choice = tuned(resolve(preset, sets))
             bs = cfg.train.batch_size
             n_real = bs // 2 if cfg.train.d_batch == "half" else bs
             real = torch.rand(n_real, 3, 32, 32) * 2 - 1
             real_np = real.numpy()
+            log(f"{preset:8s} batch {bs:4d}  tuner: {choice['label']}" +
+                (" (cached)" if choice.get("cached") else "") + "  " +
+                ", ".join(f"{k} {v:.0f} ms" for k, v in choice.get("timings_ms", {}).items()))
 
             def child(n: int, preset=preset, sets=sets, real_np=real_np) -> float:
                 return pool.submit(_child_plain_steps, preset, sets, real_np, n).result()
 
             res = time_runners({PLAIN: child, PLAIN_MALLOC: in_process(PlainStep(cfg), real),
                                 FAST: in_process(fast_step(cfg, compile_), real)},
-                               bs, steps, repeats, warmup)
+                               n_real, steps, repeats, warmup)
             ms = {k: r["ms_step_median"] for k, r in res.items()}
             row = {"preset": preset, "batch": bs, "batch_kind": "preset" if b is None else "fixed",
-                   "precision": setup(cfg.perf).precision, "compile": compile_, **{
+                   "real_images_per_step": n_real, "tuner": choice,
+                   "precision": cfg.perf.precision, "compile": compile_, **{
                        f"{k}_{m}": v for k, r in res.items() for m, v in r.items()},
                    "speedup": ms[PLAIN] / ms[FAST], "speedup_same_malloc": ms[PLAIN_MALLOC] / ms[FAST]}
             rows.append(row)
             ips = {k: r["images_per_s_median"] for k, r in res.items()}
-            log(f"{preset:8s} batch {bs:4d}  fp32 eager {ips[PLAIN]:5.0f} img/s  "
+            log(f"{preset:8s} batch {bs:4d}  fp32 eager {ips[PLAIN]:5.0f} real img/s  "
                 f"(+malloc {ips[PLAIN_MALLOC]:5.0f})  gankit {ips[FAST]:5.0f} img/s  "
                 f"speedup {row['speedup']:.2f}x ({row['speedup_same_malloc']:.2f}x same malloc)")
     return rows
@@ -184,7 +198,7 @@ def bench_scaling(batches: list[int], widths: list[float], log: Callable[[str], 
                                     f"generator.base_channels={int(256 * scale)}",
                                     f"discriminator.widths={[int(w * scale) for w in (64, 128, 128, 256)]}"])
             base = reset_peak_rss()
-            step = fast_step(cfg)
+            step = fast_step(tuned(cfg)[0])
             real = torch.rand(b, 3, 32, 32) * 2 - 1
             step(real)
             dt = in_process(step, real)(3)
@@ -209,6 +223,7 @@ def bench_fid(data_dir, inception, n: int, log: Callable[[str], None], pool: Pro
     path on the same images (they agree to float rounding, so its FID is the fp32 FID); FID
     itself is computed on ``n`` train vs ``n`` test images with both gankit paths.
     """
+    from gankit.bench import roofline
     from gankit.data import load_cifar10
     from gankit.metrics.fid import Stats, fid_from_stats
     from gankit.metrics.inception import FeatureExtractor, resolve_weights
@@ -228,9 +243,59 @@ def bench_fid(data_dir, inception, n: int, log: Callable[[str], None], pool: Pro
         if prec == "fp32":
             out["max_abs_feature_diff_fp32"] = float(abs(ref_feats - feats).max())
         out[name]["fid"] = fid_from_stats(Stats.from_features(ext(a)), Stats.from_features(ext(b)))
+    out["gflop_per_image"] = roofline.inception_gflops(inception)
     for name, r in out.items():
         if isinstance(r, dict):
             log(f"{name:15s} {r['images_per_s']:6.1f} img/s" +
                 (f"  FID({n} train, {n} test) = {r['fid']:.4f}" if "fid" in r else ""))
     log(f"fp32 reference vs gankit fp32 features: max |diff| = {out['max_abs_feature_diff_fp32']:.2e}")
     return out
+
+
+def bench_roofline(rows: list[dict[str, Any]], log: Callable[[str], None]) -> dict[str, Any]:
+    """Measured matmul peak per precision, FLOPs per training image per preset, and each
+    path's share of the peak of the precision it runs in."""
+    from gankit.bench import roofline
+    from gankit.training.runtime import cpu_has_bf16
+
+    peaks = {"fp32": roofline.gemm_gflops(torch.float32)}
+    if cpu_has_bf16() or any(r["precision"] == "bf16" for r in rows):
+        peaks["bf16"] = roofline.gemm_gflops(torch.bfloat16)
+    log("matmul peak (2048^2): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
+    out: dict[str, Any] = {"peak_gflops": peaks, "presets": {}}
+    for r in rows:
+        if r["batch_kind"] != "preset":
+            continue
+        f = roofline.flops_per_image(resolve(r["preset"]))
+        shares = {PLAIN: roofline.share(r[f"{PLAIN}_images_per_s_median"], f["gflop_per_image"],
+                                        peaks["fp32"]),
+                  FAST: roofline.share(r[f"{FAST}_images_per_s_median"], f["gflop_per_image"],
+                                       peaks.get(r["precision"], peaks["fp32"]))}
+        out["presets"][r["preset"]] = {**f, "share": shares}
+        log(f"{r['preset']} roofline: {shares[FAST]:.0%} of {r['precision']} peak "
+            f"(fp32 eager {shares[PLAIN]:.0%} of fp32); {f['gflop_per_image']:.3f} GFLOP per "
+            f"training image (G fwd {f['g_forward_gflop']:.3f}, D fwd {f['d_forward_gflop']:.3f})")
+    return out
+
+
+def _child_keras(steps: int, warmup: int, threads: int) -> dict:
+    from gankit.bench import keras
+
+    return keras.seconds_per_iteration(steps, warmup, threads)
+
+
+def bench_keras(dcgan_row: dict[str, Any], steps: int, log: Callable[[str], None]) -> dict | None:
+    """The reference design's Keras loop in a fresh process, against gankit's dcgan row."""
+    from gankit.bench import keras
+
+    if not keras.available():
+        log("keras anchor: TensorFlow not installed (pip install 'gankit[keras]'); skipped")
+        return None
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        res = pool.submit(_child_keras, steps, 3, torch.get_num_threads()).result()
+    ips = keras.REAL_PER_ITERATION / res["seconds"]
+    ratio = dcgan_row[f"{FAST}_images_per_s_median"] / ips
+    log(f"keras (TensorFlow {res['tensorflow']}) dcgan loop: {ips:.0f} real img/s")
+    log(f"dcgan vs keras: {ratio:.2f}x")
+    return {"images_per_s": ips, "ratio": ratio, **res}

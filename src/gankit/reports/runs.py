@@ -1,0 +1,100 @@
+"""``gankit runs``: one line per run folder below a directory, read from its files only.
+
+Status: ``running`` while the training process that wrote ``running.pid`` is alive;
+``finished`` when the last record ends the run by its epochs or time budget; otherwise
+``interrupted`` (a signal, a non-finite loss, or a process that died; resume it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gankit.io import read_jsonl
+
+PID_FILE = "running.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def status(run_dir: Path) -> str:
+    pid_file = run_dir / PID_FILE
+    if pid_file.is_file():
+        try:
+            if _alive(int(pid_file.read_text().strip())):
+                return "running"
+        except ValueError:
+            pass
+    recs = read_jsonl(run_dir / "metrics.jsonl")
+    ends = [r for r in recs if r.get("kind") == "end"]
+    if ends and ends[-1].get("reason") in ("epochs", "budget") and ends[-1] is recs[-1]:
+        return "finished"
+    return "interrupted"
+
+
+def summarize(run_dir: Path) -> dict[str, Any]:
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    recs = read_jsonl(run_dir / "metrics.jsonl")
+    steps = [r for r in recs if r.get("kind") in ("step", "epoch", "end")]
+    fids = [r for r in recs if r.get("kind") == "fid"]
+    best = min(fids, key=lambda r: r["fid"]) if fids else None
+    train, data = cfg.get("train", {}), cfg.get("data", {})
+    per_step = train.get("batch_size", 0) // (2 if train.get("d_batch") == "half" else 1) * \
+        cfg.get("optim", {}).get("n_dis", 1)
+    world = 1
+    run_json = run_dir / "run.json"
+    if run_json.is_file():
+        try:
+            world = json.loads(run_json.read_text()).get("runtime", {}).get("world_size", 1)
+        except ValueError:
+            pass
+    step = max((r.get("step", 0) for r in steps), default=0)
+    epochs = [r["epoch"] for r in recs if r.get("kind") == "epoch"]
+    return {
+        "run": str(run_dir), "preset": cfg.get("name", "?"),
+        "dataset": f"{data.get('dataset', '?')}:{data.get('split', '?')}" +
+                   (f"[:{data['limit']}]" if data.get("limit") else ""),
+        "epochs_done": max(epochs, default=0), "epochs": train.get("epochs"), "step": step,
+        "images_seen": step * per_step * world,
+        "best_fid": best["fid"] if best else None, "best_epoch": best["epoch"] if best else None,
+        "fid_protocol": f"{best['n']} vs {best.get('ref', '?')}, {best.get('mode', '?')}"
+                        if best else None,
+        "wall_seconds": max((r.get("wall_time", 0.0) for r in recs), default=0.0),
+        "status": status(run_dir),
+    }
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run folders (holding ``config.yaml`` and ``metrics.jsonl``) at or below ``root``."""
+    if (root / "config.yaml").is_file() and (root / "checkpoints").is_dir():
+        return [root]
+    return sorted(p.parent for p in root.rglob("config.yaml")
+                  if (p.parent / "checkpoints").is_dir())
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    header = ["run", "preset", "dataset", "epochs", "images", "best FID (epoch; N vs ref)",
+              "wall", "status"]
+    lines = []
+    for r in rows:
+        fid = "-" if r["best_fid"] is None else \
+            f"{r['best_fid']:.2f} ({r['best_epoch']:g}; {r['fid_protocol']})"
+        wall = r["wall_seconds"]
+        lines.append([r["run"], r["preset"], r["dataset"], f"{r['epochs_done']}/{r['epochs']}",
+                      f"{r['images_seen']:,}", fid, f"{int(wall // 3600)}:{int(wall % 3600 // 60):02d}"
+                      f":{int(wall % 60):02d}", r["status"]])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
+    fmt = "  ".join(f"{{:{w}}}" for w in widths)
+    return "\n".join(fmt.format(*row) for row in [header, *lines])
