@@ -90,6 +90,12 @@ def test_cache_hit_miss_and_invalidation(tiny_cfg, bf16_cpu, tmp_path, monkeypat
     assert tuner.cache_key(tiny_cfg("dcgan", "train.epochs=7"), CPU) == tuner.cache_key(cfg, CPU)
     data = json.loads((tmp_path / "tuner.json").read_text())
     assert len(data) == 2 and all("timings_ms" in v for v in data.values())
+    assert all("|precision=auto,channels_last=auto," in k for k in data)
+    # a choice searched with precision forced does not answer a search where it is auto
+    forced = tiny_cfg("dcgan", "perf.precision=bf16")
+    assert not tuner.tune(forced, CPU, measure_fn=clock)["cached"]
+    assert tuner.cache_key(forced, CPU) != tuner.cache_key(cfg, CPU)
+    assert tuner.tune(cfg, CPU, measure_fn=clock)["cached"]
     monkeypatch.setattr(torch, "__version__", "0.0.0-other")  # a new torch: a miss
     assert not tuner.tune(cfg, CPU, measure_fn=clock)["cached"]
 

@@ -291,6 +291,9 @@ def bench_keras(dcgan_row: dict[str, Any], steps: int, log: Callable[[str], None
     if not keras.available():
         log("keras anchor: TensorFlow not installed (pip install 'gankit[keras]'); skipped")
         return None
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # inherited by the child: no C++ log noise
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=ctx) as pool:
         res = pool.submit(_child_keras, steps, 3, torch.get_num_threads()).result()

@@ -37,7 +37,7 @@ from gankit.io import user_cache_dir, write_json
 from gankit.training.runtime import Runtime, cpu_has_bf16, pick_device
 
 LOSS_TOL = 0.05  # relative and absolute, on the first step's D and G losses
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,14 @@ def thread_budget(world_size: int = 1) -> int:
 
 
 def cache_key(cfg: Config, device: torch.device, world_size: int = 1) -> str:
+    """Device, torch, thread budget, model signature, and the search space: a choice made
+    with some settings forced must not answer a search where they are ``auto``."""
     threads = f"{thread_budget(world_size)} threads" if device.type == "cpu" else device.type
+    p = cfg.perf
+    space = f"precision={p.precision},channels_last={p.channels_last},compile={p.compile}," \
+            f"threads={p.threads}"
     return f"v{CACHE_VERSION}|{device_name(device)}|torch {torch.__version__}|{threads}|" \
-           f"{signature(cfg)}"
+           f"{space}|{signature(cfg)}"
 
 
 def _precisions(perf: PerfConfig, device: torch.device) -> list[str]:
