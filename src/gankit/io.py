@@ -74,11 +74,20 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def _jsonl(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+
+
+def write_jsonl(path: str | os.PathLike[str], records: list[dict[str, Any]]) -> None:
+    """Replace a JSONL file atomically."""
+    write_text(path, _jsonl(records))
+
+
 def append_jsonl(path: str | os.PathLike[str], records: list[dict[str, Any]]) -> None:
     """Append whole lines in one write so a crash cannot leave a partial record."""
     if not records:
         return
-    data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+    data = _jsonl(records)
     with open(path, "a", encoding="utf-8") as f:
         f.write(data)
         f.flush()

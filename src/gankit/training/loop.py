@@ -28,7 +28,7 @@ from tqdm import tqdm
 from gankit.config import Config, lipschitz_warnings, load_yaml, validate
 from gankit.data import BatchSampler, load_cifar10
 from gankit.errors import GankitError
-from gankit.io import append_jsonl, fsync_dir, read_jsonl, write_json, write_text
+from gankit.io import append_jsonl, fsync_dir, read_jsonl, write_json, write_jsonl, write_text
 from gankit.models import build_models
 from gankit.reports.images import save_grid, to_uint8
 from gankit.training import checkpoint, tuner
@@ -348,8 +348,7 @@ def _runtime_record(rt: Runtime) -> dict[str, Any]:
 
 def _truncate_metrics(metrics: Path, step: int) -> None:
     """Drop records of steps after ``step`` (work lost with the interruption)."""
-    kept = [r for r in read_jsonl(metrics) if r.get("step", 0) <= step]
-    write_text(metrics, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+    write_jsonl(metrics, [r for r in read_jsonl(metrics) if r.get("step", 0) <= step])
 
 
 def _resume(trainer: Trainer, run_dir: Path, cfg: Config, rt: Runtime) -> dict[str, Any]:
