@@ -1,11 +1,13 @@
 """The command line: one clear error line and exit code 2 for every bad input."""
 
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
 from gankit.cli import main
+from gankit.data import cifar as cifar_mod
 
 from .conftest import TINY
 
@@ -95,7 +97,8 @@ def test_damaged_runs_give_one_clear_line(tmp_path, capsys, tiny_args):
 
 
 def test_missing_and_corrupt_data(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("gankit.data.cifar10.CIFAR10_URL", "http://nonexistent.invalid/x")
+    offline = dataclasses.replace(cifar_mod.CIFAR10, url="http://nonexistent.invalid/x")
+    monkeypatch.setitem(cifar_mod.KINDS, "cifar10", offline)
     code, _, err = run_cli(["train", "--data-dir", str(tmp_path / "none"), "--out",
                             str(tmp_path / "r")], capsys)
     assert code == 2 and "--data-dir" in err and err.count("\n") == 1

@@ -28,11 +28,10 @@ def test_overrides_parse_yaml_values():
     ("generator.nope=1", "generator.nope: unknown key"),
     ("train.epochs=abc", "train.epochs"),
     ("train.epochs=0", "train.epochs"),
-    ("generator.widths=[8, 8]", "CIFAR-10 needs 32x32"),
+    ("generator.widths=[8, 8]", "data.resolution 32 needs 3"),
     ("generator.attention=[7]", "generator.attention"),
     ("loss.name=hinge", "sigmoid goes with loss.name=bce"),
     ("train.batch_size=7", "must be even"),
-    ("train.fid_ref=valid", "train.fid_ref"),
 ])
 def test_bad_values_give_one_clear_error(override, match):
     with pytest.raises(GankitError, match=match):

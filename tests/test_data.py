@@ -1,3 +1,4 @@
+import dataclasses
 import pickle
 import tarfile
 
@@ -5,7 +6,7 @@ import pytest
 import torch
 
 from gankit.data import BatchSampler, load_cifar10
-from gankit.data import cifar10 as cifar_mod
+from gankit.data import cifar as cifar_mod
 from gankit.errors import GankitError
 
 from .conftest import write_cifar
@@ -34,7 +35,8 @@ def test_archive_is_extracted_once(fake_cifar, tmp_path):
 
 
 def test_offline_download_fails_fast_naming_data_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(cifar_mod, "CIFAR10_URL", "http://nonexistent.invalid/c.tar.gz")
+    offline = dataclasses.replace(cifar_mod.CIFAR10, url="http://nonexistent.invalid/c.tar.gz")
+    monkeypatch.setitem(cifar_mod.KINDS, "cifar10", offline)
     with pytest.raises(GankitError, match="--data-dir"):
         load_cifar10(tmp_path / "empty", "train")
     assert not list((tmp_path / "empty").glob("*.part"))
@@ -115,7 +117,8 @@ def test_object_arrays_are_refused(tmp_path):
 
 
 def test_a_missing_data_dir_is_not_created(tmp_path, monkeypatch):
-    monkeypatch.setattr(cifar_mod, "CIFAR10_URL", "http://nonexistent.invalid/c.tar.gz")
+    offline = dataclasses.replace(cifar_mod.CIFAR10, url="http://nonexistent.invalid/c.tar.gz")
+    monkeypatch.setitem(cifar_mod.KINDS, "cifar10", offline)
     missing = tmp_path / "no" / "such"
     with pytest.raises(GankitError, match="does not exist"):
         load_cifar10(missing, "train")

@@ -103,8 +103,8 @@ def test_every_source_kind(tmp_path, fake_cifar):
 
 @pytest.mark.parametrize("make, match", [
     (lambda p: np.savez(p / "x.npz", images=np.zeros((4, 32, 32, 3), np.float32)), "uint8"),
-    (lambda p: np.savez(p / "x.npz", images=np.zeros((4, 32, 32), np.uint8)), "N x H x W x 3"),
-    (lambda p: np.savez(p / "x.npz", other=np.zeros(3)), "no 'images'"),
+    (lambda p: np.savez(p / "x.npz", images=np.zeros((4, 32, 32, 5), np.uint8)), "N x H x W x 3"),
+    (lambda p: np.savez(p / "x.npz", a=np.zeros(3), b=np.zeros(3)), "no 'images'"),
     (lambda p: (p / "x.npz").write_bytes(b"junk"), "cannot read"),
 ])
 def test_bad_inputs(tmp_path, make, match):
@@ -116,7 +116,7 @@ def test_bad_inputs(tmp_path, make, match):
 def test_missing_sources_and_weights(tmp_path, monkeypatch):
     with pytest.raises(GankitError, match="not found"):
         load_source(str(tmp_path / "nope.npz"))
-    with pytest.raises(GankitError, match="bad CIFAR-10 source"):
+    with pytest.raises(GankitError, match="bad dataset .cifar10:valid"):
         load_source("cifar10:valid")
     with pytest.raises(GankitError, match="GANKIT_INCEPTION"):
         resolve_weights(tmp_path / "missing.pt")

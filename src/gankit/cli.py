@@ -33,13 +33,18 @@ def cli() -> None:
 @click.option("--resume", type=click.Path(path_type=Path), help="continue this run folder")
 @click.option("--fid-every", type=click.IntRange(min=0), help="FID every E epochs (0: off)")
 @click.option("--fid-n", type=click.IntRange(min=2), help="generated images per FID")
-@click.option("--fid-ref", help="FID reference: train, test or a slice like test[0:1000]")
+@click.option("--data", "dataset", help="training images (data.dataset): cifar10, cifar100, a "
+              "folder or .zip of images, or an .npz/.npy uint8 array")
+@click.option("--fid-ref", help="FID reference: train (the training data), test, a slice like "
+              "test[0:1000], another source (folder, zip, cifar10:test) or a mu/sigma .npz")
+@click.option("--fid-pr", is_flag=True, default=None,
+              help="also precision/recall, density/coverage with each FID (train.fid_pr)")
 @click.option("--inception", type=click.Path(path_type=Path), help=INCEPTION_HELP)
 @click.option("--tensorboard", is_flag=True, default=None,
               help="also log to RUN/tensorboard (train.tensorboard; needs tensorboard)")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def train(preset, data_dir, out, epochs, minutes, overrides, resume, fid_every, fid_n, fid_ref,
-          inception, tensorboard, progress) -> None:
+def train(preset, data_dir, out, epochs, minutes, overrides, resume, dataset, fid_every, fid_n,
+          fid_ref, fid_pr, inception, tensorboard, progress) -> None:
     """Train a GAN; `gankit train` alone trains the dcgan preset on CIFAR-10."""
     import signal
 
@@ -49,9 +54,12 @@ def train(preset, data_dir, out, epochs, minutes, overrides, resume, fid_every, 
 
     extra = list(overrides)
     for key, val in (("epochs", epochs), ("minutes", minutes), ("fid_every", fid_every),
-                     ("fid_n", fid_n), ("fid_ref", fid_ref), ("tensorboard", tensorboard)):
+                     ("fid_n", fid_n), ("fid_ref", fid_ref), ("fid_pr", fid_pr),
+                     ("tensorboard", tensorboard)):
         if val is not None:
             extra.append(f"train.{key}={val}")
+    if dataset is not None:
+        extra.append(f"data.dataset={dataset}")
     if resume:
         if overrides:
             raise GankitError("--set cannot change a run being resumed; start a new --out")
@@ -139,25 +147,33 @@ def fid_options(f):
     return f
 
 
+resolution_option = click.option(
+    "--resolution", type=click.IntRange(min=8, max=1024),
+    help="center-crop and resize image sources to this size (default: native; needed when a "
+    "folder mixes sizes)")
+
+
 @cli.command()
 @click.argument("a")
 @click.argument("b")
 @fid_options
+@resolution_option
 @click.option("--n", "n", type=click.IntRange(min=2), default=10000, show_default=True,
               help="images generated from a checkpoint side")
 @click.option("--kid", "with_kid", is_flag=True, help="also report KID (mean +- std)")
 @click.option("--pr", "with_pr", is_flag=True,
               help="also precision/recall and density/coverage (k=3) of A against B (real)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON record")
-def fid(a, b, data_dir, inception, mode, precision, batch_size, n, with_kid, with_pr,
+def fid(a, b, data_dir, inception, mode, precision, batch_size, resolution, n, with_kid, with_pr,
         as_json) -> None:
-    """FID between A and B (cifar10:SPLIT[a:b], image folder, .npz/.npy, stats, checkpoint)."""
+    """FID between A and B: each cifar10/cifar100[:SPLIT][a:b], a folder or .zip of images,
+    an .npz/.npy array, a mu/sigma statistics .npz, or a checkpoint / run folder."""
     import json
 
     from gankit.metrics.sources import compare, load_source
 
     ext = _extractor(inception, mode, precision, batch_size)
-    sa, sb = (load_source(s, data_dir=data_dir, n=n) for s in (a, b))
+    sa, sb = (load_source(s, data_dir=data_dir, n=n, resolution=resolution) for s in (a, b))
     rec = compare(sa, sb, ext, with_kid=with_kid, with_pr=with_pr, progress=not as_json)
     if as_json:
         click.echo(json.dumps(rec, sort_keys=True))
@@ -176,13 +192,14 @@ def fid(a, b, data_dir, inception, mode, precision, batch_size, n, with_kid, wit
 @cli.command("fid-stats")
 @click.argument("source")
 @fid_options
+@resolution_option
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="also save the stats here")
-def fid_stats(source, data_dir, inception, mode, precision, batch_size, out) -> None:
-    """Compute (and cache, for CIFAR-10) FID statistics of SOURCE."""
+def fid_stats(source, data_dir, inception, mode, precision, batch_size, resolution, out) -> None:
+    """Compute (and cache) FID statistics of SOURCE (any source `gankit fid` takes)."""
     from gankit.metrics.sources import load_source, source_stats, stats_cache_path
 
     ext = _extractor(inception, mode, precision, batch_size)
-    src = load_source(source, data_dir=data_dir)
+    src = load_source(source, data_dir=data_dir, resolution=resolution)
     stats, _ = source_stats(src, ext, progress=True)
     if out:
         stats.save(out)

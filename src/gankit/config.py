@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gankit.errors import GankitError
 
-IMAGE_SIZE = 32  # CIFAR-10
+BASE_RESOLUTION = 32  # the resolution presets describe (CIFAR-10's)
 
 
 class _Strict(BaseModel):
@@ -25,10 +25,16 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    dataset: Literal["cifar10"] = "cifar10"
-    split: Literal["train", "test"] = "train"
+    dataset: str = Field("cifar10", min_length=1, description=(
+        "cifar10, cifar100, a folder of images, a .zip of images or an .npz/.npy uint8 array"))
+    split: Literal["train", "test"] = Field("train", description="the CIFAR split to train on")
     limit: int | None = Field(None, ge=1, description="use only the first N images (short runs)")
     hflip: bool = False
+    resolution: Literal[32, 64, 128] = Field(32, description=(
+        "image size; presets describe 32-px networks and gain stages for 64 / 128"))
+    resize_filter: Literal["lanczos", "bicubic", "bilinear", "box", "nearest"] = Field(
+        "lanczos", description="PIL filter that resizes (after a center crop) images of "
+        "another size")
 
 
 class GeneratorConfig(_Strict):
@@ -53,16 +59,6 @@ class GeneratorConfig(_Strict):
                              "kernel with 'same' padding changes the image size")
         if any(w < 1 for w in self.widths):
             raise ValueError("generator.widths must be positive")
-        res = 4 * 2 ** len(self.widths)
-        if res != IMAGE_SIZE:
-            raise ValueError(
-                f"generator.widths has {len(self.widths)} upsampling stages, giving {res}x{res} "
-                f"images; CIFAR-10 needs {IMAGE_SIZE}x{IMAGE_SIZE} (3 stages)"
-            )
-        produced = {4 * 2 ** (i + 1) for i in range(len(self.widths))}
-        bad = sorted(set(self.attention) - produced)
-        if bad:
-            raise ValueError(f"generator.attention {bad} not among resolutions {sorted(produced)}")
         return self
 
 
@@ -98,21 +94,18 @@ class DiscriminatorConfig(_Strict):
                                  "kernel with 'same' padding changes the feature-map size")
         if any(w < 1 for w in self.widths) or any(s not in (1, 2) for s in self.strides):
             raise ValueError("discriminator.widths must be positive and strides 1 or 2")
-        res, produced = IMAGE_SIZE, set()
-        for s in self.strides:
-            res //= s
-            produced.add(res)
-        if res < 1:
-            raise ValueError("discriminator.strides downsample below 1x1")
-        bad = sorted(set(self.attention) - produced)
-        if bad:
-            raise ValueError(
-                f"discriminator.attention {bad} not among resolutions {sorted(produced)}"
-            )
         return self
 
     def layer_kernels(self) -> list[int]:
         return list(self.kernels) if self.kernels else [self.kernel_size] * len(self.widths)
+
+    def resolutions(self, resolution: int) -> list[int]:
+        """The feature-map size after each layer, for an input of ``resolution`` pixels."""
+        out = []
+        for s in self.strides:
+            resolution //= s
+            out.append(resolution)
+        return out
 
 
 class LossConfig(_Strict):
@@ -162,8 +155,11 @@ class TrainConfig(_Strict):
     n_samples: int = Field(64, ge=1, le=1024)
     fid_every: int = Field(0, ge=0, description="0 disables FID during training")
     fid_n: int = Field(5000, ge=2)
-    fid_ref: str = Field("train", pattern=r"^(cifar10:)?(train|test)(\[\d*:\d*\])?$",
-                         description="train, test, or a slice such as test[0:1000]")
+    fid_ref: str = Field("train", min_length=1, description=(
+        "train (the training images), test, a slice such as test[0:1000], or another source: "
+        "a folder / zip / array of images, cifar10:test, a mu/sigma statistics .npz"))
+    fid_pr: bool = Field(False, description="also precision/recall and density/coverage (k=3) "
+                         "of fid_n samples against as many reference images")
     fid_mode: Literal["tf", "pytorch-fid"] = "tf"
 
     @model_validator(mode="after")
@@ -217,6 +213,7 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Config:
+        self._fit_resolution()
         bce = self.loss.name == "bce"
         if bce != (self.discriminator.output == "sigmoid"):
             raise ValueError(
@@ -224,6 +221,46 @@ class Config(_Strict):
                 f"(got output={self.discriminator.output}, loss={self.loss.name})"
             )
         return self
+
+    def _fit_resolution(self) -> None:
+        """Give 32-px networks the stages ``data.resolution`` needs, and check the result.
+
+        Presets describe 32-px networks (G: 3 up-stages from 4x4). At 64 / 128 px a G whose
+        ``widths`` list 3 stages gains one / two more at the output end with its last width,
+        and D gains as many stride-2 layers at the input end with its first width (kernel 4
+        where per-layer kernels are listed, as SNGAN's downsampling layers), so every layer of
+        the 32-px network keeps its feature-map size and attention stays where it was. A G
+        that already lists ``log2(resolution / 4)`` stages is used as written, and so is D.
+        """
+        r = self.data.resolution
+        g, d = self.generator, self.discriminator
+        needed = (r // 4).bit_length() - 1
+        extra = needed - len(g.widths)
+        if extra > 0 and len(g.widths) == (BASE_RESOLUTION // 4).bit_length() - 1:
+            g = g.model_validate({**g.model_dump(), "widths": g.widths + [g.widths[-1]] * extra})
+            d = d.model_validate({
+                **d.model_dump(), "widths": [d.widths[0]] * extra + d.widths,
+                "strides": [2] * extra + d.strides,
+                "kernels": None if d.kernels is None else [4] * extra + d.kernels})
+            # Validated above; plain assignment would re-run this validator (validate_assignment).
+            self.__dict__.update(generator=g, discriminator=d)
+        if len(g.widths) != needed:
+            raise ValueError(
+                f"generator.widths has {len(g.widths)} upsampling stages, giving "
+                f"{4 * 2 ** len(g.widths)}x{4 * 2 ** len(g.widths)} images; data.resolution {r} "
+                f"needs {needed}" + ("" if r == BASE_RESOLUTION else
+                                     " (or 3, the 32-px form, which gains stages)")
+            )
+        produced = {4 * 2 ** (i + 1) for i in range(len(g.widths))}
+        bad = sorted(set(g.attention) - produced)
+        if bad:
+            raise ValueError(f"generator.attention {bad} not among resolutions {sorted(produced)}")
+        d_res = d.resolutions(r)
+        if d_res[-1] < 1:
+            raise ValueError("discriminator.strides downsample below 1x1")
+        bad = sorted(set(d.attention) - set(d_res))
+        if bad:
+            raise ValueError(f"discriminator.attention {bad} not among resolutions {sorted(set(d_res))}")
 
 
 def lipschitz_warnings(cfg: Config) -> list[str]:

@@ -53,7 +53,8 @@ def flops_per_image(cfg: Config) -> dict[str, Any]:
         g, d = build_models(cfg)
         step = GANStep(cfg, g, d, Runtime(torch.device("cpu"), None, False),
                        torch.Generator().manual_seed(0))
-        reals = [torch.rand(step.n_real, 3, 32, 32) * 2 - 1 for _ in range(cfg.optim.n_dis)]
+        r = cfg.data.resolution
+        reals = [torch.rand(step.n_real, 3, r, r) * 2 - 1 for _ in range(cfg.optim.n_dis)]
         with FlopCounterMode(display=False) as fc:
             step(reals)
         total = fc.get_total_flops()

@@ -1,9 +1,10 @@
 """What ``gankit fid`` can compare, each side given as a string.
 
-``cifar10:train`` / ``cifar10:test`` (optionally sliced, ``cifar10:train[0:1000]``), a folder
-of PNG/JPEG images, an ``.npz`` (key ``images``) or ``.npy`` of uint8 N x H x W x 3 images, a
-statistics ``.npz`` (keys ``mu``/``sigma``), or a generator checkpoint / run folder. CIFAR-10
-statistics are cached in the user cache so the 50,000-image side is computed once.
+Any image source :func:`gankit.data.load_images` reads (``cifar10:train``, ``cifar100:test``,
+slices such as ``cifar10:test[0:1000]``, a folder or ``.zip`` of images, an ``.npz``/``.npy``
+uint8 array), a statistics ``.npz`` (keys ``mu``/``sigma``, the pytorch-fid / TTUR format), or
+a generator checkpoint / run folder. Statistics of image sources are cached in the user cache,
+keyed by a fingerprint of the pixels, so the 50,000-image side is computed once.
 """
 
 from __future__ import annotations
@@ -16,15 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from gankit.errors import GankitError
 from gankit.io import user_cache_dir
 from gankit.metrics.fid import Stats, fid_from_stats, kid
-from gankit.metrics.inception import FeatureExtractor, as_nchw_uint8
-
-_CIFAR_RE = re.compile(r"^cifar10:(train|test)(?:\[(\d*):(\d*)\])?$")
-IMAGE_EXTS = {".png", ".jpg", ".jpeg"}
+from gankit.metrics.inception import FeatureExtractor
 
 
 @dataclass
@@ -46,84 +43,46 @@ def fingerprint(images: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def parse_cifar(spec: str) -> tuple[str, int | None, int | None] | None:
-    m = _CIFAR_RE.match(spec)
-    if not m:
-        return None
-    split, a, b = m.group(1), m.group(2), m.group(3)
-    return split, int(a) if a else None, int(b) if b else None
-
-
-def _folder_images(folder: Path) -> np.ndarray:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        raise GankitError(f"{folder}: no PNG/JPEG images found")
-    out = []
-    for p in files:
-        try:
-            with Image.open(p) as im:
-                out.append(np.asarray(im.convert("RGB")))
-        except (UnidentifiedImageError, OSError) as err:
-            raise GankitError(f"cannot read image {p}: {err}") from None
-    if len({a.shape for a in out}) > 1:
-        raise GankitError(f"{folder}: images differ in size; FID needs one size")
-    return np.stack(out)
-
-
-def _array_images(path: Path) -> Source:
+def _stats_file(path: Path) -> Stats | None:
+    """The statistics in a pytorch-fid/TTUR ``.npz`` (``mu``, ``sigma``), else None."""
     try:
-        if path.suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        else:
-            with np.load(path, allow_pickle=False) as z:
-                if "mu" in z and "sigma" in z:
-                    return Source(str(path), stats=Stats.load(path))
-                if "images" not in z:
-                    raise GankitError(f"{path}: no 'images' array (or 'mu'/'sigma' statistics)")
-                arr = z["images"]
+        with np.load(path, allow_pickle=False) as z:
+            if "mu" not in z or "sigma" not in z:
+                return None
     except (OSError, ValueError) as err:
         raise GankitError(f"cannot read {path}: {err}") from None
-    as_nchw_uint8(arr, str(path))
-    if arr.shape[-1] != 3:
-        raise GankitError(f"{path}: expected N x H x W x 3 images, got shape {arr.shape}")
-    return Source(str(path), images=arr)
+    return Stats.load(path)
 
 
 def load_source(
-    spec: str, *, data_dir: str | Path | None = None, n: int = 10000, seed: int = 0
+    spec: str, *, data_dir: str | Path | None = None, n: int = 10000, seed: int = 0,
+    resolution: int | None = None, resize_filter: str = "lanczos",
 ) -> Source:
-    cifar = parse_cifar(spec)
-    if cifar:
-        from gankit.data import load_cifar10
-
-        split, a, b = cifar
-        images, _ = load_cifar10(data_dir, split)
-        sl = images[a:b]
-        if len(sl) < 2:
-            raise GankitError(f"{spec} selects {len(sl)} images; need at least 2")
-        arr = sl.permute(0, 2, 3, 1).contiguous().numpy()
-        # The key names the pixels, not just the split: statistics cached from one copy of
-        # CIFAR-10 must never be reused for a different copy.
-        key = (f"cifar10-{split}-{a if a is not None else ''}-{b if b is not None else ''}-"
-               f"{fingerprint(arr)}")
-        return Source(spec, images=arr, cache_key=key)
-    if spec.startswith("cifar10"):
-        raise GankitError(f"bad CIFAR-10 source {spec!r}; use cifar10:train, cifar10:test or "
-                          "cifar10:train[START:END]")
+    """One side of a comparison. ``resolution`` resizes image sources (None: native size)."""
     path = Path(spec)
-    if not path.exists():
-        raise GankitError(f"FID source not found: {spec}")
-    if path.suffix in (".npz", ".npy"):
-        return _array_images(path)
+    if path.suffix == ".npz" and path.is_file():
+        stats = _stats_file(path)
+        if stats is not None:
+            return Source(spec, stats=stats)
     if path.suffix == ".safetensors" or (path.is_dir() and (path / "config.yaml").is_file()):
         from gankit.generate import load_generator, sample_images
 
         g, _, _ = load_generator(path)
-        return Source(spec, images=sample_images(g, n, seed))
-    if path.is_dir():
-        return Source(spec, images=_folder_images(path))
-    raise GankitError(f"unsupported FID source {spec!r}: use cifar10:SPLIT, a folder of images, "
-                      ".npz/.npy images, a statistics .npz or a .safetensors checkpoint")
+        fake = sample_images(g, n, seed)
+        if resolution is not None and fake.shape[1] != resolution:
+            raise GankitError(f"{spec} generates {fake.shape[1]}-px images, not {resolution}")
+        return Source(spec, images=fake)
+    from gankit.data import load_images
+
+    imgs = load_images(spec, data_dir=data_dir, split="train", resolution=resolution,
+                       resize_filter=resize_filter, progress=False)
+    if len(imgs.pixels) < 2:
+        raise GankitError(f"{spec} selects {len(imgs.pixels)} images; need at least 2")
+    arr = imgs.pixels.permute(0, 2, 3, 1).contiguous().numpy()
+    # The key names the pixels, not just the source: statistics cached from one copy of a
+    # dataset must never be reused for a different copy.
+    name = re.sub(r"[^A-Za-z0-9]+", "-", Path(spec).name if path.exists() else spec).strip("-")
+    return Source(spec, images=arr, cache_key=f"{name[:40]}-{fingerprint(arr)}")
 
 
 def stats_cache_path(key: str, ext: FeatureExtractor) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gankit.config import IMAGE_SIZE, Config, DiscriminatorConfig, GeneratorConfig
+from gankit.config import BASE_RESOLUTION, Config, DiscriminatorConfig, GeneratorConfig
 from gankit.models.attention import SelfAttention
 from gankit.models.layers import SNImpl, activation, maybe_sn, norm2d
 
@@ -57,11 +57,12 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametrization") -> None:
+    def __init__(self, cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametrization",
+                 resolution: int = BASE_RESOLUTION) -> None:
         super().__init__()
         sn = cfg.spectral_norm
         layers: list[nn.Module] = []
-        cin, res = 3, IMAGE_SIZE
+        cin, res = 3, resolution
         for w, s, k in zip(cfg.widths, cfg.strides, cfg.layer_kernels(), strict=True):
             res //= s
             layers += [
@@ -93,14 +94,16 @@ def build_generator(cfg: GeneratorConfig, sn_impl: SNImpl = "parametrization") -
     return Generator(cfg, sn_impl)
 
 
-def build_discriminator(cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametrization") -> nn.Module:
+def build_discriminator(cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametrization",
+                        resolution: int = BASE_RESOLUTION) -> nn.Module:
     if cfg.arch == "resnet":
         from gankit.models.resnet import ResNetDiscriminator
 
-        return ResNetDiscriminator(cfg, sn_impl)
-    return Discriminator(cfg, sn_impl)
+        return ResNetDiscriminator(cfg, sn_impl, resolution)
+    return Discriminator(cfg, sn_impl, resolution)
 
 
 def build_models(cfg: Config, sn_impl: SNImpl = "parametrization") -> tuple[nn.Module, nn.Module]:
     """G and D as the config's ``arch`` fields say (DCGAN-style or ResNet)."""
-    return build_generator(cfg.generator, sn_impl), build_discriminator(cfg.discriminator, sn_impl)
+    return (build_generator(cfg.generator, sn_impl),
+            build_discriminator(cfg.discriminator, sn_impl, cfg.data.resolution))

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gankit.config import IMAGE_SIZE, DiscriminatorConfig, GeneratorConfig
+from gankit.config import BASE_RESOLUTION, DiscriminatorConfig, GeneratorConfig
 from gankit.models.attention import SelfAttention
 from gankit.models.layers import SNImpl, activation, maybe_sn, norm2d
 
@@ -89,10 +89,11 @@ class DownBlock(nn.Module):
 
 
 class ResNetDiscriminator(nn.Module):
-    def __init__(self, cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametrization") -> None:
+    def __init__(self, cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametrization",
+                 resolution: int = BASE_RESOLUTION) -> None:
         super().__init__()
         blocks: list[nn.Module] = []
-        cin, res = 3, IMAGE_SIZE
+        cin, res = 3, resolution
         for i, (w, s) in enumerate(zip(cfg.widths, cfg.strides, strict=True)):
             res //= s
             blocks.append(DownBlock(cin, w, s == 2, i == 0, cfg, sn_impl))

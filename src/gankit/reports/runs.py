@@ -19,6 +19,17 @@ from gankit.io import read_jsonl
 PID_FILE = "running.pid"
 
 
+def _dataset_label(data: dict) -> str:
+    """``cifar10:train``, ``my_images/ @64px``, with ``[:N]`` for a limit."""
+    ds = str(data.get("dataset", "?"))
+    label = f"{ds}:{data.get('split', '?')}" if ds in ("cifar10", "cifar100") else ds
+    if data.get("limit"):
+        label += f"[:{data['limit']}]"
+    if data.get("resolution", 32) != 32:
+        label += f" @{data['resolution']}px"
+    return label
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -64,8 +75,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     epochs = [r["epoch"] for r in recs if r.get("kind") == "epoch"]
     return {
         "run": str(run_dir), "preset": cfg.get("name", "?"),
-        "dataset": f"{data.get('dataset', '?')}:{data.get('split', '?')}" +
-                   (f"[:{data['limit']}]" if data.get("limit") else ""),
+        "dataset": _dataset_label(data),
         "epochs_done": max(epochs, default=0), "epochs": train.get("epochs"), "step": step,
         "images_seen": step * per_step * world,
         "best_fid": best["fid"] if best else None, "best_epoch": best["epoch"] if best else None,

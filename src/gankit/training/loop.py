@@ -26,7 +26,7 @@ import yaml
 from tqdm import tqdm
 
 from gankit.config import Config, lipschitz_warnings, load_yaml, validate
-from gankit.data import BatchSampler, load_cifar10
+from gankit.data import BatchSampler, Images, load_images
 from gankit.errors import GankitError
 from gankit.io import append_jsonl, fsync_dir, read_jsonl, write_json, write_jsonl, write_text
 from gankit.models import build_models
@@ -71,9 +71,14 @@ def load_run_config(run_dir: Path) -> Config:
         raise GankitError(f"{path}: {err}; fix the file or restore it") from None
 
 
-def load_training_images(cfg: Config, data_dir: str | Path | None) -> torch.Tensor:
-    images, _ = load_cifar10(data_dir, cfg.data.split)
-    return images[: cfg.data.limit] if cfg.data.limit else images
+def load_training_images(cfg: Config, data_dir: str | Path | None, progress: bool = True) -> Images:
+    """The run's training images at its resolution (see :mod:`gankit.data.sources`)."""
+    d = cfg.data
+    images = load_images(d.dataset, data_dir=data_dir, split=d.split, resolution=d.resolution,
+                         resize_filter=d.resize_filter, progress=progress)
+    if d.limit:
+        images = Images(images.pixels[: d.limit], {**images.info, "limit": d.limit})
+    return images
 
 
 def fid_protocol(cfg: Config) -> dict[str, Any]:
@@ -96,6 +101,10 @@ class Trainer:
         self.noise_gen = torch.Generator(dev).manual_seed(seed + 2)
         fixed = torch.Generator().manual_seed(seed + 3)
         self.fixed_z = torch.randn(cfg.train.n_samples, cfg.generator.latent_dim, generator=fixed)
+        r = cfg.data.resolution
+        if tuple(images.shape[1:]) != (3, r, r):
+            raise GankitError(f"training images are {tuple(images.shape[1:])}, but the models are "
+                              f"built for 3 x {r} x {r} (data.resolution)")
         n_real = cfg.train.batch_size // 2 if cfg.train.d_batch == "half" else cfg.train.batch_size
         if n_real * self.rt.world_size > len(images):
             raise GankitError(
@@ -313,7 +322,8 @@ def _resolve_perf(cfg: Config, run_dir: Path, resume: bool,
 
 
 def _prepare_run_dir(run_dir: Path, cfg: Config, rt: Runtime,
-                     perf_record: dict[str, Any] | None = None) -> None:
+                     perf_record: dict[str, Any] | None = None,
+                     data_info: dict[str, Any] | None = None) -> None:
     """Create the run folder on rank 0 (whole or not at all); other ranks wait for it."""
     if not rt.is_main:
         torch.distributed.barrier()
@@ -331,7 +341,7 @@ def _prepare_run_dir(run_dir: Path, cfg: Config, rt: Runtime,
         write_text(tmp / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         write_json(tmp / "run.json", {**run_record(cfg.train.seed, _runtime_record(rt)),
                                       "config_warnings": lipschitz_warnings(cfg),
-                                      "perf": perf_record or {}})
+                                      "perf": perf_record or {}, "data": data_info or {}})
         os.replace(tmp, run_dir)  # an empty run_dir is replaced too
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -390,7 +400,7 @@ def _resume(trainer: Trainer, run_dir: Path, cfg: Config, rt: Runtime) -> dict[s
 def train(
     cfg: Config,
     run_dir: Path,
-    images: torch.Tensor,
+    images: torch.Tensor | Images,
     *,
     resume: bool = False,
     progress: bool = True,
@@ -401,6 +411,9 @@ def train(
 
     Raises :class:`TrainingStopped` after SIGINT/SIGTERM (a checkpoint was written first).
     """
+    data_info = images.info if isinstance(images, Images) else None
+    if isinstance(images, Images):
+        images = images.pixels
     rt = setup(cfg.perf)  # joins the process group under torchrun
     user_cfg = cfg  # what config.yaml keeps ("auto" stays auto; run.json has the choice)
     cfg, perf_record = _resolve_perf(cfg, run_dir, resume, rt)
@@ -424,7 +437,7 @@ def train(
     if resume:
         log(_resume(trainer, run_dir, user_cfg, rt))
     else:
-        _prepare_run_dir(run_dir, user_cfg, rt, perf_record)
+        _prepare_run_dir(run_dir, user_cfg, rt, perf_record, data_info)
     if t.tensorboard and rt.is_main:
         board = TensorBoard(run_dir)
     budget = t.minutes * 60 if t.minutes else None

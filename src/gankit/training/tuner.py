@@ -74,7 +74,7 @@ def signature(cfg: Config) -> str:
     parts = {k: cfg.model_dump(mode="json")[k] for k in ("generator", "discriminator", "loss",
                                                           "augment", "ema")}
     parts |= {"batch_size": cfg.train.batch_size, "d_batch": cfg.train.d_batch,
-              "n_dis": cfg.optim.n_dis}
+              "n_dis": cfg.optim.n_dis, "resolution": cfg.data.resolution}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -147,7 +147,8 @@ def measure(cfg: Config, choice: Choice, device: torch.device, steps: int = 3,
         g, d = g.to(device, memory_format=fmt), d.to(device, memory_format=fmt)
         step = GANStep(cfg, g, d, rt, torch.Generator(device).manual_seed(0), compile=choice.compile)
         gen = torch.Generator().manual_seed(1)
-        reals = [(torch.rand(step.n_real, 3, 32, 32, generator=gen) * 2 - 1).to(device)
+        r = cfg.data.resolution
+        reals = [(torch.rand(step.n_real, 3, r, r, generator=gen) * 2 - 1).to(device)
                  for _ in range(cfg.optim.n_dis)]
         step(reals)
         losses = step.pop_stats()
