@@ -134,3 +134,25 @@ def test_sngan_standard_cnn_discriminator():
     assert [(m.out_channels, m.kernel_size[0], m.stride[0]) for m in convs] == [
         (64, 3, 1), (64, 4, 2), (128, 3, 1), (128, 4, 2), (256, 3, 1), (256, 4, 2), (512, 3, 1)]
     assert d.head.in_features == 512 * 4 * 4 and all(_sn_wrapped(m) for m in convs)
+
+
+def test_weight_init_schemes():
+    """dcgan: N(0, 0.02) weights, BN scale N(1, 0.02), zero biases; a spectrally normalised
+    layer is re-wrapped so its top singular value is 1 for the *new* weight."""
+    torch.manual_seed(0)
+    g, d = build_models(resolve("sagan", ["generator.init=dcgan", "discriminator.init=dcgan"]))
+    convs = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    w = torch.cat([m.parametrizations.weight.original.flatten() for m in convs])
+    assert abs(float(w.std()) - 0.02) < 0.001 and abs(float(w.mean())) < 0.001
+    bn = torch.cat([m.weight for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    assert abs(float(bn.mean()) - 1.0) < 0.01 and 0.01 < float(bn.std()) < 0.03
+    assert all(float(m.bias.abs().max()) == 0 for m in convs)
+    for m in [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]:
+        sigma = torch.linalg.matrix_norm(m.weight.reshape(m.weight.shape[0], -1), ord=2)
+        assert abs(float(sigma) - 1.0) < 0.05
+    torch.manual_seed(0)
+    g0, _ = build_models(resolve("sagan"))
+    torch.manual_seed(0)
+    g1, _ = build_models(resolve("sagan", ["generator.init=default"]))
+    assert all(torch.equal(a, b) for a, b in zip(g0.state_dict().values(),
+                                                  g1.state_dict().values(), strict=True))

@@ -51,6 +51,9 @@ class GeneratorConfig(_Strict):
     attention: list[int] = Field(default_factory=list, description="resolutions with attention")
     attention_pool: bool = False
     out_kernel: int = Field(3, ge=1, le=7)
+    init: Literal["default", "dcgan", "xavier", "orthogonal"] = Field(
+        "default", description="weight init: PyTorch's, N(0, 0.02) (DCGAN), xavier (SNGAN), "
+        "orthogonal (BigGAN)")
 
     @model_validator(mode="after")
     def _check(self) -> GeneratorConfig:
@@ -78,6 +81,8 @@ class DiscriminatorConfig(_Strict):
     attention_pool: bool = False
     dropout: float = Field(0.4, ge=0.0, lt=1.0)
     output: Literal["sigmoid", "linear", "tanh"] = "sigmoid"
+    init: Literal["default", "dcgan", "xavier", "orthogonal"] = Field(
+        "default", description="weight init (see generator.init)")
 
     @model_validator(mode="after")
     def _check(self) -> DiscriminatorConfig:

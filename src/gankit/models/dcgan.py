@@ -14,7 +14,7 @@ from torch import nn
 
 from gankit.config import BASE_RESOLUTION, Config, DiscriminatorConfig, GeneratorConfig
 from gankit.models.attention import SelfAttention
-from gankit.models.layers import SNImpl, activation, maybe_sn, norm2d
+from gankit.models.layers import SNImpl, activation, init_weights, maybe_sn, norm2d
 
 
 class Generator(nn.Module):
@@ -90,8 +90,8 @@ def build_generator(cfg: GeneratorConfig, sn_impl: SNImpl = "parametrization") -
     if cfg.arch == "resnet":
         from gankit.models.resnet import ResNetGenerator
 
-        return ResNetGenerator(cfg, sn_impl)
-    return Generator(cfg, sn_impl)
+        return init_weights(ResNetGenerator(cfg, sn_impl), cfg.init)
+    return init_weights(Generator(cfg, sn_impl), cfg.init)
 
 
 def build_discriminator(cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametrization",
@@ -99,8 +99,8 @@ def build_discriminator(cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametriza
     if cfg.arch == "resnet":
         from gankit.models.resnet import ResNetDiscriminator
 
-        return ResNetDiscriminator(cfg, sn_impl, resolution)
-    return Discriminator(cfg, sn_impl, resolution)
+        return init_weights(ResNetDiscriminator(cfg, sn_impl, resolution), cfg.init)
+    return init_weights(Discriminator(cfg, sn_impl, resolution), cfg.init)
 
 
 def build_models(cfg: Config, sn_impl: SNImpl = "parametrization") -> tuple[nn.Module, nn.Module]:

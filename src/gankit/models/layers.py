@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 SNImpl = Literal["parametrization", "legacy"]
+Init = Literal["default", "dcgan", "xavier", "orthogonal"]
 
 
 def maybe_sn(module: nn.Module, enabled: bool, impl: SNImpl = "parametrization") -> nn.Module:
@@ -33,3 +36,42 @@ def activation(name: str, slope: float) -> nn.Module:
 
 def norm2d(name: str, channels: int) -> nn.Module:
     return nn.BatchNorm2d(channels) if name == "batch" else nn.Identity()
+
+
+def _init_layer(m: nn.Module, scheme: Init) -> None:
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        if scheme == "dcgan" and m.affine:  # Radford et al.: BN scale ~ N(1, 0.02)
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+        return
+    {"dcgan": lambda w: nn.init.normal_(w, 0.0, 0.02), "xavier": nn.init.xavier_uniform_,
+     "orthogonal": nn.init.orthogonal_}[scheme](m.weight)
+    if m.bias is not None:
+        nn.init.zeros_(m.bias)
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module, scheme: Init) -> nn.Module:
+    """Re-initialise every conv / linear / batch-norm layer of ``model`` with ``scheme``.
+
+    ``default`` keeps PyTorch's init. ``dcgan`` is Radford et al.'s N(0, 0.02) (BN scale
+    N(1, 0.02)) that the DCGAN recipe depends on; ``xavier`` (SNGAN, Mimicry) and
+    ``orthogonal`` (BigGAN) are the ResNet-GAN choices. A spectrally normalised layer is
+    unwrapped, initialised and wrapped again (public APIs), so its power-iteration vectors
+    start from the new weight rather than the discarded one.
+    """
+    if scheme == "default":
+        return model
+    layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
+    for m in [m for m in model.modules() if isinstance(m, layers)]:
+        if parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
+            _init_layer(m, scheme)
+            nn.utils.parametrizations.spectral_norm(m)
+        elif hasattr(m, "weight_orig"):  # hook-based (legacy) spectral norm
+            nn.utils.remove_spectral_norm(m)
+            _init_layer(m, scheme)
+            nn.utils.spectral_norm(m)
+        else:
+            _init_layer(m, scheme)
+    return model
