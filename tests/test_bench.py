@@ -62,3 +62,27 @@ def test_keras_anchor_trains_d_and_g_like_the_reference():
     d.trainable = False
     gan.train_on_batch(rng.normal(size=(8, 100)).astype("float32"), np.ones((8, 1), "float32"))
     assert all(np.allclose(a, b.numpy()) for a, b in zip(d1, d.weights, strict=True))
+
+
+def test_op_table_accounts_for_the_step(monkeypatch):
+    """Self times add up to the step: kind shares sum to 1, ops are sorted, and the op names
+    of a conv GAN step land in the right kinds."""
+    from gankit.bench import ops
+    from gankit.config import resolve
+
+    from .conftest import TINY
+
+    assert ops.kind_of("aten::convolution_backward") == "conv backward"
+    assert ops.kind_of("aten::mkldnn_convolution") == "conv forward"
+    assert ops.kind_of("aten::native_batch_norm") == "batch norm"
+    assert ops.kind_of("aten::_fused_adam_") == "optimizer"
+    assert ops.kind_of("aten::copy_") == "layout / copies"
+    cfg = resolve("sndcgan", [*TINY, "perf.precision=fp32", "perf.channels_last=false",
+                              "perf.threads=1"])
+    t = ops.op_table(cfg, steps=2, top=5)
+    assert abs(sum(t["kinds"].values()) - 1.0) < 1e-9 and t["ms_per_step"] > 0
+    shares = [o["share"] for o in t["ops"]]
+    assert shares == sorted(shares, reverse=True) and len(shares) == 5
+    assert t["kinds"].get("conv forward", 0) > 0 and t["kinds"].get("conv backward", 0) > 0
+    assert t["kinds"].get("spectral norm", 0) > 0 and t["kinds"].get("optimizer", 0) > 0
+    assert "ms per step" in ops.format_table(t)

@@ -1,6 +1,6 @@
 import pytest
 
-from gankit.config import apply_overrides, preset_names, resolve
+from gankit.config import apply_overrides, preset_names, resolve, validate
 from gankit.errors import GankitError
 
 
@@ -102,3 +102,29 @@ def test_lipschitz_warnings():
 def test_kernel_checks(override, match):
     with pytest.raises(GankitError, match=match):
         resolve("dcgan", [override])
+
+
+@pytest.mark.parametrize("preset", ["dcgan", "sngan", "sagan", "sngan-resnet", "cpu"])
+def test_resolution_adds_stages_and_keeps_the_32px_network(preset):
+    """At 64 / 128 px G gains up-stages at its output end and D stride-2 layers at its input
+    end; the 32-px layers keep their widths, strides and feature-map sizes."""
+    base = resolve(preset)
+    for r, extra in ((64, 1), (128, 2)):
+        cfg = resolve(preset, [f"data.resolution={r}"])
+        g, d, g0, d0 = cfg.generator, cfg.discriminator, base.generator, base.discriminator
+        assert g.widths == g0.widths + [g0.widths[-1]] * extra
+        assert d.widths == [d0.widths[0]] * extra + d0.widths
+        assert d.strides == [2] * extra + d0.strides
+        assert d.resolutions(r)[extra:] == d0.resolutions(32)
+        assert g.attention == g0.attention and d.attention == d0.attention
+        assert validate(cfg.model_dump()) == cfg  # the expanded form is used as written
+
+
+def test_full_length_widths_are_used_as_written():
+    cfg = resolve("dcgan", ["data.resolution=64", "generator.widths=[256, 128, 64, 32]"])
+    assert cfg.generator.widths == [256, 128, 64, 32]
+    assert cfg.discriminator.strides == [1, 2, 2, 2]  # D as written too
+    with pytest.raises(GankitError, match="data.resolution 64 needs 4"):
+        resolve("dcgan", ["data.resolution=64", "generator.widths=[8, 8]"])
+    with pytest.raises(GankitError, match="data.resolution"):
+        resolve("dcgan", ["data.resolution=48"])

@@ -103,9 +103,9 @@ def test_decoded_once_and_redecoded_when_the_source_changes(tmp_path, monkeypatc
     arr = _pixels(6)
     folder = _png_folder(tmp_path / "f", arr, nested=False)
     first = load_images(folder, resolution=32, progress=False)
-    monkeypatch.setattr(src_mod, "_decode_all", lambda *a, **k: pytest.fail("decoded again"))
-    assert torch.equal(load_images(folder, resolution=32, progress=False).pixels, first.pixels)
-    monkeypatch.undo()
+    with monkeypatch.context() as m:  # (undo() would also drop the isolated cache)
+        m.setattr(src_mod, "_decode_all", lambda *a, **k: pytest.fail("decoded again"))
+        assert torch.equal(load_images(folder, resolution=32, progress=False).pixels, first.pixels)
     arr[0] = 255 - arr[0]
     Image.fromarray(arr[0]).save(folder / "img0000.png")  # same names, new pixels
     again = load_images(folder, resolution=32, progress=False)
@@ -180,3 +180,27 @@ def test_train_on_a_png_folder_at_64px_with_fid_and_pr(tmp_path, capsys, monkeyp
     with Image.open(run_dir / "samples" / "epoch-000001.png") as grid:
         assert grid.size[0] > 2 * 64  # a grid of 64-px samples
     assert "@64px" in run(["runs", str(tmp_path)])
+
+
+@pytest.mark.parametrize("dataset, ref, want", [
+    ("cifar10", "train", "cifar10:train"),
+    ("cifar10", "test[0:1000]", "cifar10:test[0:1000]"),
+    ("cifar100", "test", "cifar100:test"),
+    ("my/images", "train", "my/images"),
+    ("my/images", "other/imgs.zip", "other/imgs.zip"),
+    ("cifar10", "ref.npz", "ref.npz"),
+])
+def test_fid_reference_names_the_training_data(dataset, ref, want):
+    from gankit.config import resolve
+    from gankit.metrics.training import reference_spec
+
+    cfg = resolve("dcgan", [f"data.dataset={dataset}", f"train.fid_ref={ref}"])
+    assert reference_spec(cfg) == want
+
+
+def test_a_custom_dataset_has_no_test_split():
+    from gankit.config import resolve
+    from gankit.metrics.training import reference_spec
+
+    with pytest.raises(GankitError, match="names a CIFAR split"):
+        reference_spec(resolve("dcgan", ["data.dataset=my/images", "train.fid_ref=test"]))

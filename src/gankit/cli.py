@@ -238,8 +238,11 @@ def fid_baselines(data_dir, inception, mode, precision, batch_size, n, seed, as_
 @click.option("--skip-fid", is_flag=True, help="training benchmark only")
 @click.option("--skip-scaling", is_flag=True)
 @click.option("--skip-keras", is_flag=True, help="do not run the TensorFlow anchor")
+@click.option("--profile", "profile_presets", metavar="PRESETS",
+              help="instead: where the time goes, an op table per preset (comma-separated, "
+              "e.g. dcgan,sagan,cpu), from torch.profiler over the tuned step")
 def bench(out, data_dir, inception, steps, repeats, fid_n, skip_fid, skip_scaling,
-          skip_keras) -> None:
+          skip_keras, profile_presets) -> None:
     """Side-by-side speed: gankit vs a plain fp32 eager loop (and Keras); roofline shares."""
     import torch
 
@@ -251,6 +254,16 @@ def bench(out, data_dir, inception, steps, repeats, fid_n, skip_fid, skip_scalin
     log = click.echo
     log(f"machine: {device_name(torch.device('cpu'))}, {os.cpu_count()} cores, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, malloc {malloc_mode()}")
+    if profile_presets:
+        from gankit.bench.ops import format_table, op_table
+        from gankit.config import resolve
+
+        tables = []
+        for name in (p.strip() for p in profile_presets.split(",") if p.strip()):
+            tables.append(op_table(resolve(name), steps=max(steps, 3)))
+            log(format_table(tables[-1]))
+        write_json(out, {"versions": versions(), "ops": tables})
+        return
     with b.plain_process() as pool:
         b.check_plain(pool)
         res = {"versions": versions(), "malloc": malloc_mode(), "training": b.bench_training(

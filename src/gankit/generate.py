@@ -33,7 +33,7 @@ def load_generator(path: Path, raw: bool = False) -> tuple[nn.Module, Config, in
 
 @torch.no_grad()
 def sample_images(g: nn.Module, n: int, seed: int = 0, batch_size: int = 500) -> np.ndarray:
-    """``n`` images as uint8 N x 32 x 32 x 3 from latents drawn with ``seed``, in fp32.
+    """``n`` images as uint8 N x R x R x 3 from latents drawn with ``seed``, in fp32.
 
     Touches no global state (threads, RNG, precision): it runs on G's device with its own
     generator, so sampling in the middle of training cannot change how training continues.

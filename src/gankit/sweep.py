@@ -118,10 +118,12 @@ def run_sweep(spec_path: Path, out: Path, data_dir: str | Path | None,
             results.append(json.loads(done.read_text()))
             continue
         cfg = cfgs[v.name]
-        data_key = (cfg.data.dataset, cfg.data.split, cfg.data.limit)
+        d = cfg.data
+        data_key = (d.dataset, d.split, d.limit, d.resolution, d.resize_filter)
         if data_key not in images:
             images[data_key] = load_training_images(cfg, data_dir)
-        fid_key = (cfg.train.fid_n, cfg.train.fid_ref, cfg.train.fid_mode)
+        fid_key = (cfg.train.fid_n, cfg.train.fid_ref, cfg.train.fid_mode, cfg.train.fid_pr,
+                   d.dataset, d.resolution, d.resize_filter)
         if fid_key not in evaluators:
             evaluators[fid_key] = TrainingFID(cfg, data_dir, inception)
         train(cfg, run, images[data_key], resume=(run / "config.yaml").is_file(),

@@ -111,19 +111,22 @@ def load_images(
     if path.is_dir():
         kind, files = "folder", _folder_files(path)
         digest = _digest_files((str(p.relative_to(path)), p.read_bytes) for p in files)
-        decode = lambda: _decode_all(  # noqa: E731
-            ((str(p.relative_to(path)), p.read_bytes) for p in files), len(files), spec,
-            resolution, resize_filter, progress)
+
+        def decode() -> tuple[torch.Tensor, dict]:
+            return _decode_all(((str(p.relative_to(path)), p.read_bytes) for p in files),
+                               len(files), spec, resolution, resize_filter, progress)
     elif path.suffix.lower() == ".zip":
         kind = "zip"
-        zf = _open_zip(path)
-        names = sorted(n for n in zf.namelist() if _is_image_name(n))
+        with _open_zip(path) as zf:
+            names = sorted(n for n in zf.namelist() if _is_image_name(n))
         if not names:
             raise GankitError(f"{spec}: the zip holds no PNG/JPEG/WebP images")
         digest = _digest_bytes(path.read_bytes())
-        decode = lambda: _decode_all(  # noqa: E731
-            ((n, lambda n=n: zf.read(n)) for n in names), len(names), spec, resolution,
-            resize_filter, progress)
+
+        def decode() -> tuple[torch.Tensor, dict]:
+            with _open_zip(path) as zf:
+                return _decode_all(((n, lambda n=n: zf.read(n)) for n in names), len(names),
+                                   spec, resolution, resize_filter, progress)
     elif path.suffix.lower() in (".npz", ".npy"):
         arr = _read_array(path)
         if resolution is None or arr.shape[2] == arr.shape[3] == resolution:
@@ -131,8 +134,10 @@ def load_images(
             return Images(pixels, {"source": spec, "kind": "array",
                                    **_geometry(pixels, resolution, resize_filter)})
         kind, digest = "array", _digest_bytes(arr.tobytes())
-        decode = lambda: _resize_all(_tensor_images(torch.from_numpy(arr)),  # noqa: E731
-                                     resolution, resize_filter, spec, progress)
+
+        def decode() -> tuple[torch.Tensor, dict]:
+            return _resize_all(_tensor_images(torch.from_numpy(arr)), resolution, resize_filter,
+                               spec, progress)
     else:
         raise GankitError(f"unsupported dataset {spec!r}: expected {describe_sources()}")
     info = {"source": spec, "kind": kind}

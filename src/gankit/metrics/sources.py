@@ -79,6 +79,8 @@ def load_source(
     if len(imgs.pixels) < 2:
         raise GankitError(f"{spec} selects {len(imgs.pixels)} images; need at least 2")
     arr = imgs.pixels.permute(0, 2, 3, 1).contiguous().numpy()
+    if imgs.info["kind"] == "array":  # usually generated samples: scored once, not cached
+        return Source(spec, images=arr)
     # The key names the pixels, not just the source: statistics cached from one copy of a
     # dataset must never be reused for a different copy.
     name = re.sub(r"[^A-Za-z0-9]+", "-", Path(spec).name if path.exists() else spec).strip("-")
