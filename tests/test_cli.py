@@ -57,6 +57,12 @@ def test_train_resume_generate(tmp_path, capsys, tiny_args):
     (["train", "--set", "discriminator.kernel_size=4"], "discriminator.kernel_size must be odd"),
     (["train", "--set", "generator.out_kernel=2"], "generator.out_kernel must be odd"),
     (["train", "--minutes", "0"], "--minutes"),
+    (["train", "--data", "no/such/folder"], "dataset not found: no/such/folder"),
+    (["train", "--data", "cifar10:valid"], "bad dataset"),
+    (["train", "--set", "data.resolution=48"], "data.resolution"),
+    (["train", "--set", "data.resize_filter=cubic"], "data.resize_filter"),
+    (["train", "--fid-every", "1", "--fid-ref", "no/such.npz"], "dataset not found"),
+    (["fid-stats", "no/such/folder"], "dataset not found"),
 ])
 def test_bad_input_one_line_exit_2(args, match, capsys, fake_cifar, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -61,8 +61,8 @@ def train(preset, data_dir, out, epochs, minutes, overrides, resume, dataset, fi
     if dataset is not None:
         extra.append(f"data.dataset={dataset}")
     if resume:
-        if overrides:
-            raise GankitError("--set cannot change a run being resumed; start a new --out")
+        if overrides or dataset is not None:
+            raise GankitError("--set/--data cannot change a run being resumed; start a new --out")
         run_dir = resume
         cfg = validate(apply_overrides(load_run_config(run_dir).model_dump(mode="json"), extra))
     else:
@@ -172,8 +172,8 @@ def fid(a, b, data_dir, inception, mode, precision, batch_size, resolution, n, w
 
     from gankit.metrics.sources import compare, load_source
 
-    ext = _extractor(inception, mode, precision, batch_size)
     sa, sb = (load_source(s, data_dir=data_dir, n=n, resolution=resolution) for s in (a, b))
+    ext = _extractor(inception, mode, precision, batch_size)
     rec = compare(sa, sb, ext, with_kid=with_kid, with_pr=with_pr, progress=not as_json)
     if as_json:
         click.echo(json.dumps(rec, sort_keys=True))
@@ -198,8 +198,8 @@ def fid_stats(source, data_dir, inception, mode, precision, batch_size, resoluti
     """Compute (and cache) FID statistics of SOURCE (any source `gankit fid` takes)."""
     from gankit.metrics.sources import load_source, source_stats, stats_cache_path
 
-    ext = _extractor(inception, mode, precision, batch_size)
     src = load_source(source, data_dir=data_dir, resolution=resolution)
+    ext = _extractor(inception, mode, precision, batch_size)
     stats, _ = source_stats(src, ext, progress=True)
     if out:
         stats.save(out)

@@ -41,9 +41,9 @@ class TrainingFID:
         t = cfg.train
         self.n, self.seed, self.with_pr = t.fid_n, seed, t.fid_pr
         self.ref_spec = reference_spec(cfg)
-        self.ext = extractor or FeatureExtractor(inception, mode=t.fid_mode)
         src = load_source(self.ref_spec, data_dir=data_dir, resolution=cfg.data.resolution,
-                          resize_filter=cfg.data.resize_filter)
+                          resize_filter=cfg.data.resize_filter)  # a bad reference fails first
+        self.ext = extractor or FeatureExtractor(inception, mode=t.fid_mode)
         self.ref, feats = source_stats(src, self.ext, progress=True)
         self.ref_feats: np.ndarray | None = None
         if self.with_pr:
