@@ -104,7 +104,7 @@ def test_study_end_to_end_tiny(tmp_path, capsys):
 
 def test_cifar10_as_a_png_folder_scores_zero_against_the_pickles(tmp_path, capsys):
     """The folder reader and the pickle reader must give the same images: saved losslessly
-    as PNG files and read back, 400 test images score FID ~ 0 against the same 400 from the
+    as PNG files and read back, 250 test images score FID ~ 0 against the same 250 from the
     official batches, with the real network."""
     from PIL import Image
 
@@ -113,20 +113,20 @@ def test_cifar10_as_a_png_folder_scores_zero_against_the_pickles(tmp_path, capsy
     data, inc = real_paths()
     x, _ = load_cifar10(data, "test")
     folder = tmp_path / "pngs"
-    for i, img in enumerate(x[:400].permute(0, 2, 3, 1).numpy()):
+    for i, img in enumerate(x[:250].permute(0, 2, 3, 1).numpy()):
         sub = folder / f"{i // 100}"  # nested folders, read recursively in path order
         sub.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(sub / f"{i:05d}.png")
-    _cli(["fid", str(folder), "cifar10:test[0:400]", "--data-dir", data, "--inception", inc,
+    _cli(["fid", str(folder), "cifar10:test[0:250]", "--data-dir", data, "--inception", inc,
           "--json"])
     rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert rec["n_a"] == rec["n_b"] == 400
+    assert rec["n_a"] == rec["n_b"] == 250
     assert abs(rec["fid"]) < 1e-3
 
 
 def test_cpu_preset_learns_on_real_data(tmp_path, capsys):
-    """The `cpu` preset, 300 steps on real CIFAR-10: the EMA generator's FID (500 samples vs
-    500 test images, real network) must fall well below the untrained generator's."""
+    """The `cpu` preset, 300 steps on real CIFAR-10: the EMA generator's FID (300 samples vs
+    300 test images, real network) must fall well below the untrained generator's."""
     import torch
 
     from gankit.config import resolve
@@ -139,14 +139,14 @@ def test_cpu_preset_learns_on_real_data(tmp_path, capsys):
     data, inc = real_paths()
     run = tmp_path / "cpu"
     _cli(["train", "--preset", "cpu", "--data-dir", data, "--inception", inc, "--out", str(run),
-          "--epochs", "1", "--set", "data.limit=19200", "--fid-every", "1", "--fid-n", "500",
-          "--fid-ref", "test[0:500]", "--no-progress"])
+          "--epochs", "1", "--set", "data.limit=19200", "--fid-every", "1", "--fid-n", "300",
+          "--fid-ref", "test[0:300]", "--no-progress"])
     (fid,) = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "fid"]
     cfg = resolve("cpu")
     torch.manual_seed(cfg.train.seed)  # the trainer's init seed: the weights it started from
     g0 = build_generator(cfg.generator).eval()
     ext = FeatureExtractor(inc)
-    ref = source_stats(load_source("cifar10:test[0:500]", data_dir=data), ext)[0]
-    fid0 = fid_from_stats(Stats.from_features(ext(sample_images(g0, 500, 12345))), ref)
-    assert fid["step"] == 300 and fid["n"] == 500
+    ref = source_stats(load_source("cifar10:test[0:300]", data_dir=data), ext)[0]
+    fid0 = fid_from_stats(Stats.from_features(ext(sample_images(g0, 300, 12345))), ref)
+    assert fid["step"] == 300 and fid["n"] == 300
     assert fid["fid"] < 0.75 * fid0, (fid["fid"], fid0)
