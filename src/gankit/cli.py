@@ -18,7 +18,7 @@ INCEPTION_HELP = "FID Inception weights (default: $GANKIT_INCEPTION, else the us
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Train, evaluate and report DCGAN / SAGAN on CIFAR-10."""
+    """Train, evaluate and report DCGAN / SNGAN / SAGAN on CIFAR-10, CIFAR-100 or your images."""
     keep_freed_memory()
 
 
