@@ -98,7 +98,7 @@ def load_images(
             raise GankitError(f"{spec} selects no images")
         info = {"source": spec, "kind": name, "split": sp or split, "slice": [a, b]}
         if resolution not in (None, 32):
-            pixels, _ = _cached(info, _digest_tensor(pixels), resolution, resize_filter,
+            pixels, _ = _cached(info, fingerprint(pixels), resolution, resize_filter,
                                 progress, lambda: _resize_all(_tensor_images(pixels), resolution,
                                                               resize_filter, spec, progress))
         return Images(pixels, {**info, **_geometry(pixels, resolution, resize_filter)})
@@ -133,7 +133,7 @@ def load_images(
             pixels = torch.from_numpy(arr)
             return Images(pixels, {"source": spec, "kind": "array",
                                    **_geometry(pixels, resolution, resize_filter)})
-        kind, digest = "array", _digest_bytes(arr.tobytes())
+        kind, digest = "array", fingerprint(arr)
 
         def decode() -> tuple[torch.Tensor, dict]:
             return _resize_all(_tensor_images(torch.from_numpy(arr)), resolution, resize_filter,
@@ -276,9 +276,11 @@ def _digest_bytes(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
-def _digest_tensor(pixels: torch.Tensor) -> str:
-    h = hashlib.blake2b(str(tuple(pixels.shape)).encode(), digest_size=12)
-    h.update(pixels.contiguous().numpy().data)
+def fingerprint(images: np.ndarray | torch.Tensor) -> str:
+    """A short content hash of an image array (shape and pixels), without copying it."""
+    arr = np.ascontiguousarray(images.numpy() if isinstance(images, torch.Tensor) else images)
+    h = hashlib.blake2b(str(arr.shape).encode(), digest_size=8)
+    h.update(arr.data)
     return h.hexdigest()
 
 

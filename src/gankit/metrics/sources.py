@@ -9,7 +9,6 @@ keyed by a fingerprint of the pixels, so the 50,000-image side is computed once.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from gankit.data.sources import fingerprint, load_images
 from gankit.errors import GankitError
 from gankit.io import user_cache_dir
 from gankit.metrics.fid import Stats, fid_from_stats, kid
@@ -34,13 +34,6 @@ class Source:
     @property
     def n(self) -> int:
         return len(self.images) if self.images is not None else self.stats.n
-
-
-def fingerprint(images: np.ndarray) -> str:
-    """A short content hash of an image array (shape and pixels)."""
-    h = hashlib.blake2b(str(images.shape).encode(), digest_size=8)
-    h.update(np.ascontiguousarray(images).data)
-    return h.hexdigest()
 
 
 def _stats_file(path: Path) -> Stats | None:
@@ -72,7 +65,6 @@ def load_source(
         if resolution is not None and fake.shape[1] != resolution:
             raise GankitError(f"{spec} generates {fake.shape[1]}-px images, not {resolution}")
         return Source(spec, images=fake)
-    from gankit.data import load_images
 
     imgs = load_images(spec, data_dir=data_dir, split="train", resolution=resolution,
                        resize_filter=resize_filter, progress=False)
