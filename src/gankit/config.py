@@ -127,7 +127,8 @@ class OptimConfig(_Strict):
     d_betas: tuple[float, float] = (0.5, 0.999)
     n_dis: int = Field(1, ge=1, le=100)
     schedule: Literal["constant", "linear"] = Field(
-        "constant", description="linear: both learning rates decay linearly to 0 at the last step")
+        "constant", description="linear: both learning rates decay linearly to 0 at the last "
+        "step, or at the end of train.minutes when that comes first")
 
     @model_validator(mode="after")
     def _check(self) -> OptimConfig:

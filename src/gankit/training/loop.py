@@ -125,6 +125,8 @@ class Trainer:
         self.global_step = 0
         self.best: dict[str, Any] = {}
         self.lr_scale, self.rollbacks = 1.0, 0
+        # fraction of train.minutes used, the same on every rank (set between steps by train())
+        self.budget_used = 0.0
         self.last_eval_seconds = 0.0
         self._elapsed_before, self._t0 = 0.0, time.monotonic()
         self._batches = None
@@ -138,12 +140,21 @@ class Trainer:
         return self.ema.model if self.ema is not None else self.g
 
     def lr_factor(self) -> float:
-        """The schedule's factor for the next iteration (linear: 1 at the start, 0 at the end)."""
+        """The schedule's factor for the next iteration (linear: 1 at the start, 0 at the end).
+
+        The end is the last epoch or, with a time budget, the budget, whichever comes first:
+        a 60-minute run of a 640-epoch recipe decays to 0 in its hour, as the recipe intends,
+        instead of stopping at an almost undecayed learning rate."""
         if self.cfg.optim.schedule == "linear":
-            return max(0.0, 1.0 - self.global_step / self.total_steps)
+            return max(0.0, 1.0 - max(self.global_step / self.total_steps, self.budget_used))
         return 1.0
 
     # -- time -----------------------------------------------------------------------------
+    @property
+    def elapsed_before(self) -> float:
+        """Seconds this run had used when this session started (0, or the checkpoint's)."""
+        return self._elapsed_before
+
     def elapsed(self) -> float:
         """Seconds of training and in-run evaluation, over every session of this run."""
         return self._elapsed_before + time.monotonic() - self._t0
@@ -445,16 +456,22 @@ def train(
     last_eval_step = -1
     signals = StopSignals()
 
+    if budget is not None:  # from the checkpointed time, identical on every rank
+        trainer.budget_used = min(1.0, trainer.elapsed_before / budget)
+
     def pause() -> str | None:
         reserve = trainer.last_eval_seconds if evaluator is not None else 0.0
         due = t.checkpoint_minutes > 0 and \
             time.monotonic() - last_ckpt["time"] >= 60 * t.checkpoint_minutes
-        flags = all_reduce_max([
+        stop, used, due = all_reduce_max([
             float(signals.received is not None),
-            float(budget is not None and trainer.elapsed() + reserve >= budget),
+            trainer.elapsed() + reserve,  # the slowest rank's clock decides, for all ranks
             float(due),
         ], rt)
-        return "signal" if flags[0] else "budget" if flags[1] else "checkpoint" if flags[2] else None
+        if budget is not None:
+            trainer.budget_used = min(1.0, used / budget)
+        return ("signal" if stop else "budget" if budget is not None and used >= budget
+                else "checkpoint" if due else None)
 
     def evaluate(label: float) -> None:
         nonlocal last_eval_step
