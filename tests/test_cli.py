@@ -1,9 +1,11 @@
 """The command line: one clear error line and exit code 2 for every bad input."""
 
 import dataclasses
+import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from gankit.cli import main
@@ -128,3 +130,23 @@ def test_console_script_is_installed():
                          text=True, check=True).stdout
     for cmd in ("train", "generate", "fid", "fid-stats", "fid-baselines"):
         assert cmd in out
+
+
+def test_fid_of_two_statistics_files_needs_no_network(tmp_path, capsys, monkeypatch):
+    # FID(N(m1, s1^2 I), N(m2, s2^2 I)) in d dims = |m1 - m2|^2 + d (s1 - s2)^2
+    monkeypatch.setenv("GANKIT_INCEPTION", str(tmp_path / "absent.pt"))
+    monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "cache"))  # nothing to download into
+    d = 8
+    np.savez(tmp_path / "a.npz", mu=np.zeros(d), sigma=np.eye(d) * 4.0)  # another tool's file
+    from gankit.metrics.fid import Stats
+
+    Stats(np.full(d, 0.5), np.eye(d), 100, {"mode": "tf", "precision": "fp32"}).save(
+        tmp_path / "b.npz")
+    rec = json.loads(ok(["fid", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--json"],
+                        capsys))
+    assert rec["fid"] == pytest.approx(d * 0.25 + d * (2 - 1) ** 2, rel=1e-9)
+    assert (rec["mode"], rec["precision_a"], rec["precision_b"]) == ("tf", None, "fp32")
+    assert (rec["n_a"], rec["n_b"]) == (None, 100)  # the first file does not record its N
+    code, _, err = run_cli(["fid", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"),
+                            "--mode", "pytorch-fid"], capsys)
+    assert code == 2 and "computed with mode tf, not pytorch-fid" in err

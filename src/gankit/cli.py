@@ -170,16 +170,21 @@ def fid(a, b, data_dir, inception, mode, precision, batch_size, resolution, n, w
     an .npz/.npy array, a mu/sigma statistics .npz, or a checkpoint / run folder."""
     import json
 
-    from gankit.metrics.sources import compare, load_source
+    from gankit.metrics.sources import compare, compare_stats, load_source
 
     sa, sb = (load_source(s, data_dir=data_dir, n=n, resolution=resolution) for s in (a, b))
-    ext = _extractor(inception, mode, precision, batch_size)
-    rec = compare(sa, sb, ext, with_kid=with_kid, with_pr=with_pr, progress=not as_json)
+    if sa.stats is not None and sb.stats is not None and not (with_kid or with_pr):
+        rec = compare_stats(sa, sb, mode)  # two mu/sigma files: no network needed
+        how = "statistics files"
+    else:
+        ext = _extractor(inception, mode, precision, batch_size)
+        rec = compare(sa, sb, ext, with_kid=with_kid, with_pr=with_pr, progress=not as_json)
+        how = f"{precision}, {rec['seconds']:.0f} s"
     if as_json:
         click.echo(json.dumps(rec, sort_keys=True))
         return
-    click.echo(f"{rec['n_a']} vs {rec['n_b']} images, mode {mode}, {precision}, "
-               f"{rec['seconds']:.0f} s")
+    n_a, n_b = (rec[k] or "?" for k in ("n_a", "n_b"))  # ?: a statistics file without N
+    click.echo(f"{n_a} vs {n_b} images, mode {mode}, {how}")
     line = f"FID: {rec['fid']:.4f}"
     if with_kid:
         line += f"  KID: {rec['kid_mean']:.5f} +- {rec['kid_std']:.5f}"
