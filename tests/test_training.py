@@ -112,7 +112,7 @@ def test_linear_schedule_decays_to_zero_over_a_time_budget(tmp_path, tiny_cfg, i
     assert len(steps) == t.global_step > 5
     assert steps[0]["g_lr"] == pytest.approx(1e-3)
     for prev, rec in zip(steps, steps[1:], strict=False):
-        used = max(prev["wall_time"] / budget_s, rec["step"] / t.total_steps)
+        used = max(prev["wall_time"] / budget_s, prev["step"] / t.total_steps)
         assert rec["g_lr"] == pytest.approx(1e-3 * (1 - used), abs=2e-5)
     assert steps[-1]["g_lr"] < 0.1e-3  # about one step's time before the end
     # resumed with a budget twice as long, the decay continues from the time already used

@@ -84,14 +84,20 @@ def stats_cache_path(key: str, ext: FeatureExtractor) -> Path:
             f"{key}-{ext.mode}-{ext.precision}-{ext.sha256[:12]}.npz")
 
 
+def _check_mode(stats: Stats, spec: str, mode: str) -> None:
+    """A statistics file that records its preprocessing mode must have been made with ``mode``
+    (files from other tools record none and are taken as they are)."""
+    recorded = stats.meta.get("mode")
+    if recorded and recorded != mode:
+        raise GankitError(f"{spec} was computed with mode {recorded}, not {mode}")
+
+
 def source_stats(
     src: Source, ext: FeatureExtractor, progress: bool = False
 ) -> tuple[Stats, np.ndarray | None]:
     """Statistics of a source (cached for CIFAR-10) and, when computed, its features."""
     if src.stats is not None:
-        mode = src.stats.meta.get("mode")
-        if mode and mode != ext.mode:
-            raise GankitError(f"{src.spec} was computed with mode {mode}, not {ext.mode}")
+        _check_mode(src.stats, src.spec, ext.mode)
         return src.stats, None
     cache = stats_cache_path(src.cache_key, ext) if src.cache_key else None
     if cache is not None and cache.is_file():
@@ -112,9 +118,7 @@ def compare_stats(a: Source, b: Source, mode: str, method: str = "scipy") -> dic
     for src in (a, b):
         if src.stats is None:
             raise GankitError(f"{src.spec} is not a statistics file")
-        recorded = src.stats.meta.get("mode")
-        if recorded and recorded != mode:
-            raise GankitError(f"{src.spec} was computed with mode {recorded}, not {mode}")
+        _check_mode(src.stats, src.spec, mode)
     rec: dict[str, Any] = {"a": a.spec, "b": b.spec,  # None: the file does not say
                            "n_a": a.stats.n or None, "n_b": b.stats.n or None,
                            "fid": fid_from_stats(a.stats, b.stats, method), "mode": mode}
