@@ -14,11 +14,14 @@ from gankit.io import atomic_path
 from gankit.models import build_generator
 from gankit.reports.images import save_grid, save_png, to_uint8
 from gankit.training import checkpoint
+from gankit.training.ema import standing_statistics
 
 
 def load_generator(path: Path, raw: bool = False) -> tuple[nn.Module, Config, int]:
     """Rebuild G from a checkpoint file or run folder; eval mode, on CPU. The EMA weights
-    when the checkpoint has them, unless ``raw`` asks for the trained weights."""
+    when the checkpoint has them, unless ``raw`` asks for the trained weights; the EMA G's
+    batch-norm statistics are (re)computed for its weights, so checkpoints written before
+    training did that sample the same way as new ones."""
     path = checkpoint.find_generator_checkpoint(Path(path))
     cfg, epoch = checkpoint.load_config(path)
     parts = checkpoint.load_tensors(path)
@@ -28,6 +31,8 @@ def load_generator(path: Path, raw: bool = False) -> tuple[nn.Module, Config, in
         g.load_state_dict(g_sd)
     except RuntimeError as err:
         raise GankitError(f"{path}: weights do not match its config ({err})") from None
+    if g_sd is parts.get("G_ema"):
+        standing_statistics(g)
     return g.eval(), cfg, epoch
 
 

@@ -136,8 +136,9 @@ class Trainer:
 
     @property
     def g_eval(self) -> torch.nn.Module:
-        """The generator for samples, FID and the best checkpoint: the EMA one when enabled."""
-        return self.ema.model if self.ema is not None else self.g
+        """The generator for samples, FID and the best checkpoint: the EMA one when enabled
+        (with batch-norm statistics of its own)."""
+        return self.ema.averaged() if self.ema is not None else self.g
 
     def lr_factor(self) -> float:
         """The schedule's factor for the next iteration (linear: 1 at the start, 0 at the end).
@@ -247,7 +248,7 @@ class Trainer:
             checkpoint.prune(ckpt_dir, self.cfg.train.keep_every)
 
     def extra_modules(self) -> dict[str, torch.nn.Module]:
-        return {"G_ema": self.ema.model} if self.ema is not None else {}
+        return {"G_ema": self.ema.averaged()} if self.ema is not None else {}
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor) -> torch.Tensor:
