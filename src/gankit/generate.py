@@ -25,13 +25,14 @@ def load_generator(path: Path, raw: bool = False) -> tuple[nn.Module, Config, in
     path = checkpoint.find_generator_checkpoint(Path(path))
     cfg, epoch = checkpoint.load_config(path)
     parts = checkpoint.load_tensors(path)
-    g_sd = parts["G"] if raw or "G_ema" not in parts else parts["G_ema"]
+    use_ema = not raw and "G_ema" in parts
+    g_sd = parts["G_ema"] if use_ema else parts["G"]
     g = build_generator(cfg.generator)
     try:
         g.load_state_dict(g_sd)
     except RuntimeError as err:
         raise GankitError(f"{path}: weights do not match its config ({err})") from None
-    if g_sd is parts.get("G_ema"):
+    if use_ema:
         standing_statistics(g)
     return g.eval(), cfg, epoch
 
