@@ -21,10 +21,9 @@ orig_init, orig_update = ema_mod.EMA.__init__, ema_mod.EMA.update
 
 def init(self, model, decay, warmup=True):
     orig_init(self, model, decay, warmup)
-    if not extras and not getattr(self, "_extra", False):
+    if not extras:  # the first EMA training builds; the extras skip this patched __init__
         for d in decays:
             e = ema_mod.EMA.__new__(ema_mod.EMA)
-            e._extra = True
             orig_init(e, model, d, warmup)
             extras.append(e)
         self._extras = list(extras)
