@@ -126,6 +126,9 @@ class OptimConfig(_Strict):
     g_betas: tuple[float, float] = (0.5, 0.999)
     d_betas: tuple[float, float] = (0.5, 0.999)
     n_dis: int = Field(1, ge=1, le=100)
+    g_fake: Literal["fresh", "reuse"] = Field(
+        "fresh", description="fresh: the G step draws new latents; reuse: it back-propagates "
+        "through the fakes of the last D step (pytorch/examples DCGAN), saving one G forward")
     schedule: Literal["constant", "linear"] = Field(
         "constant", description="linear: both learning rates decay linearly to 0 at the last "
         "step, or at the end of train.minutes when that comes first")
@@ -226,6 +229,10 @@ class Config(_Strict):
                 "discriminator.output=sigmoid goes with loss.name=bce only "
                 f"(got output={self.discriminator.output}, loss={self.loss.name})"
             )
+        if self.optim.g_fake == "reuse" and self.train.d_batch == "half":
+            raise ValueError(
+                "optim.g_fake=reuse needs train.d_batch=full: with half, D's fakes are half "
+                "a batch and the G step would train on batch_size/2 images")
         return self
 
     def _fit_resolution(self) -> None:

@@ -5,6 +5,9 @@ runs. Speed choices that do not change the maths: D sees real and fake in one ba
 has no batch norm (identical result, one larger matmul); G's update back-propagates only
 into G's parameters (``inputs=``), skipping D's weight gradients; noise is drawn in place
 into pre-allocated buffers; losses are accumulated on the device and read only when logged.
+One that does, chosen in the config: with ``optim.g_fake=reuse`` the G step back-propagates
+through the last D step's fakes (as pytorch/examples' DCGAN does) instead of running G on new
+latents, which saves one G forward per iteration.
 
 Under DDP every rank draws the latents of the *whole* global batch from one shared generator
 and uses its own slice, so W ranks at batch b take the same steps as one process at batch
@@ -79,6 +82,8 @@ class GANStep:
         self._slice_d = slice(rt.rank * self.n_real, (rt.rank + 1) * self.n_real)
         self._slice_g = slice(rt.rank * b, (rt.rank + 1) * b)
         self.concat_d = not getattr(self.d_plain, "has_batchnorm", True)
+        self.reuse_fake = o.g_fake == "reuse"
+        self._kept_fake: torch.Tensor | None = None
         a = cfg.augment
         self.augment = DiffAugment(a.policy, a.translation, a.cutout)
         self.stats = torch.zeros(4, device=rt.device)  # d_real, d_fake, g, gp (sums)
@@ -94,13 +99,17 @@ class GANStep:
         """What D sees: the image after DiffAugment (if on), in D's memory format."""
         return self._fmt(self.augment(x) if self.augment else x)
 
-    def d_step(self, real: torch.Tensor) -> torch.Tensor:
+    def d_step(self, real: torch.Tensor, keep_fake: bool = False) -> torch.Tensor:
+        """One D update. ``keep_fake``: G's forward keeps its graph and the fakes are kept for
+        the G step (``optim.g_fake=reuse``); D itself always sees them detached."""
         cfg = self.cfg
         z = self._z_d.normal_(generator=self.noise)[self._slice_d]
-        with torch.no_grad(), self.rt.autocast():
+        with torch.set_grad_enabled(keep_fake), self.rt.autocast():
             fake = self.g(z)
+        if keep_fake:
+            self._kept_fake = fake
         real = self._d_input(real)
-        fake = self._d_input(fake.to(real.dtype))
+        fake = self._d_input(fake.detach().to(real.dtype))
         with self.rt.autocast():
             if self.concat_d:
                 out = self.d(torch.cat([real, fake])).float()
@@ -123,9 +132,11 @@ class GANStep:
         return torch.stack([loss_real.detach(), loss_fake.detach(), gp.detach()])
 
     def g_step(self) -> torch.Tensor:
-        z = self._z_g.normal_(generator=self.noise)[self._slice_g]
+        fake, self._kept_fake = self._kept_fake, None
         with self.rt.autocast():
-            out = self.d_for_g(self._d_input(self.g(z))).float()
+            if fake is None:
+                fake = self.g(self._z_g.normal_(generator=self.noise)[self._slice_g])
+            out = self.d_for_g(self._d_input(fake)).float()
         loss = g_loss(self.cfg.loss.name, out, self.cfg.loss.g_mode)
         self.g_opt.zero_grad(set_to_none=True)
         self.g_scaler.scale(loss).backward(inputs=list(self.g_plain.parameters()))
@@ -135,7 +146,9 @@ class GANStep:
 
     def __call__(self, reals: list[torch.Tensor]) -> None:
         """One iteration on ``n_dis`` real batches; losses are added to ``self.stats``."""
-        d_stats = torch.stack([self.d_step(r) for r in reals]).mean(0)
+        last = len(reals) - 1
+        d_stats = torch.stack([self.d_step(r, keep_fake=self.reuse_fake and i == last)
+                               for i, r in enumerate(reals)]).mean(0)
         g = self.g_step()
         losses = torch.stack([d_stats[0], d_stats[1], g, d_stats[2]])
         self.stats += losses

@@ -74,7 +74,8 @@ def signature(cfg: Config) -> str:
     parts = {k: cfg.model_dump(mode="json")[k] for k in ("generator", "discriminator", "loss",
                                                           "augment", "ema")}
     parts |= {"batch_size": cfg.train.batch_size, "d_batch": cfg.train.d_batch,
-              "n_dis": cfg.optim.n_dis, "resolution": cfg.data.resolution}
+              "n_dis": cfg.optim.n_dis, "g_fake": cfg.optim.g_fake,
+              "resolution": cfg.data.resolution}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
