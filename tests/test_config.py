@@ -32,6 +32,8 @@ def test_overrides_parse_yaml_values():
     ("generator.attention=[7]", "generator.attention"),
     ("loss.name=hinge", "sigmoid goes with loss.name=bce"),
     ("train.batch_size=7", "must be even"),
+    ("optim.g_fake=reuse", "g_fake=reuse needs train.d_batch=full"),  # dcgan: d_batch half
+    ("optim.g_fake=again", "optim.g_fake"),
 ])
 def test_bad_values_give_one_clear_error(override, match):
     with pytest.raises(GankitError, match=match):

@@ -38,11 +38,13 @@ def test_torchrun_two_ranks(tmp_path, fake_cifar):
     assert (run / "checkpoints" / "epoch-000002.safetensors").is_file()
 
 
-def test_two_ranks_equal_one_process_at_the_full_batch(tmp_path):
+@pytest.mark.parametrize("g_fake", [[], ["optim.g_fake=reuse", "train.d_batch=full"]])
+def test_two_ranks_equal_one_process_at_the_full_batch(tmp_path, g_fake):
     """Batch-norm-free model: W ranks at batch b == 1 process at batch W*b (same data order,
-    same latents), both ranks hold the same weights, and logged losses are all-rank means."""
+    same latents), both ranks hold the same weights, and logged losses are all-rank means;
+    also when G's DDP forward runs in the D step and its backward in the G step (reuse)."""
     common = [*TINY, "discriminator.dropout=0.0", "train.epochs=2", "train.log_every=2",
-              "perf.precision=fp32"]
+              "perf.precision=fp32", *g_fake]
     _torchrun([WORKER, str(tmp_path / "ddp"), *common, "train.batch_size=16"])
     res = subprocess.run([sys.executable, WORKER, str(tmp_path / "one"), *common,
                           "train.batch_size=32"], capture_output=True, text=True, env=ENV,

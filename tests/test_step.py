@@ -99,6 +99,10 @@ class _RefAdam:
     ["loss.name=hinge", "discriminator.output=linear", "optim.n_dis=2"],
     ["loss.name=wgan-gp", "discriminator.output=linear", "optim.g_lr=1e-4", "optim.d_lr=5e-4",
      "optim.g_betas=[0.0, 0.9]", "optim.d_betas=[0.0, 0.9]"],
+    # the G step back-propagates through the last D step's fakes: no new latents are drawn
+    ["loss.name=bce", "train.d_batch=full", "optim.g_fake=reuse"],
+    ["loss.name=hinge", "discriminator.output=linear", "optim.n_dis=2", "train.d_batch=full",
+     "optim.g_fake=reuse"],
 ])
 def test_fp32_updates_match_hand_written_reference(tiny_cfg, extra):
     cfg = tiny_cfg("dcgan", "discriminator.dropout=0.0", "optim.g_lr=3e-4", "optim.d_lr=7e-4",
@@ -133,7 +137,8 @@ def test_fp32_updates_match_hand_written_reference(tiny_cfg, extra):
                 (grad,) = torch.autograd.grad(d_ref(x_hat).sum(), x_hat, create_graph=True)
                 loss = loss + cfg.loss.gp_weight * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
             opt_d.step(torch.autograd.grad(loss, list(d_ref.parameters())))
-        z = torch.empty(b, latent).normal_(generator=probe)
+        if o.g_fake == "fresh":
+            z = torch.empty(b, latent).normal_(generator=probe)
         loss = _ref_g_loss(name, d_ref(g_ref(z)))
         opt_g.step(torch.autograd.grad(loss, list(g_ref.parameters())))
     for mine, ref, who in ((g, g_ref, "G"), (d, d_ref, "D")):

@@ -6,7 +6,8 @@ reference design's own Keras loop. Throughput counts *training* images consumed 
 
 The plain loop is what a user would write: float32, contiguous NCHW, eager, hook-based
 ``torch.nn.utils.spectral_norm``, default Adam, separate D passes for real and fake, and a G
-update that back-propagates through D's weights too. It runs in a spawned child process: a
+update that back-propagates through D's weights too (on the D step's fakes when the config
+says ``optim.g_fake: reuse``, so both loops run the same algorithm). It runs in a spawned child process: a
 user's script has glibc's default allocator, and gankit's allocator setting
 (:mod:`gankit.malloc`) is process-wide, so it cannot be switched off in this process. The same
 plain loop is also timed in this process, with gankit's allocator, to show what each lever
@@ -50,12 +51,14 @@ class PlainStep:
 
     def __call__(self, real: torch.Tensor) -> None:
         name, latent, b = self.cfg.loss.name, self.cfg.generator.latent_dim, self.cfg.train.batch_size
-        fake = self.g(torch.randn(self.n_real, latent)).detach()
-        lr, lf = d_loss_parts(name, self.d(real), self.d(fake))
+        fake = self.g(torch.randn(self.n_real, latent))
+        lr, lf = d_loss_parts(name, self.d(real), self.d(fake.detach()))
         self.d_opt.zero_grad()
         (lr + lf).backward()
         self.d_opt.step()
-        lg = g_loss(name, self.d(self.g(torch.randn(b, latent))))
+        if self.cfg.optim.g_fake == "fresh":
+            fake = self.g(torch.randn(b, latent))
+        lg = g_loss(name, self.d(fake))
         self.g_opt.zero_grad()
         lg.backward()
         self.g_opt.step()
