@@ -34,6 +34,8 @@ def test_overrides_parse_yaml_values():
     ("train.batch_size=7", "must be even"),
     ("optim.g_fake=reuse", "g_fake=reuse needs train.d_batch=full"),  # dcgan: d_batch half
     ("optim.g_fake=again", "optim.g_fake"),
+    ("optim.decay_start=0.5", "decay_start only applies to optim.schedule=linear"),
+    ("optim.decay_start=1.0", "optim.decay_start"),
 ])
 def test_bad_values_give_one_clear_error(override, match):
     with pytest.raises(GankitError, match=match):

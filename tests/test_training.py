@@ -85,20 +85,23 @@ def test_every_loss_trains(tmp_path, tiny_cfg, images, extra):
         assert all(p.abs().max() <= cfg.loss.clip + 1e-6 for p in t.d.parameters())
 
 
-@pytest.mark.parametrize("schedule", ["constant", "linear"])
-def test_learning_rate_schedule_start_middle_end(tmp_path, tiny_cfg, images, schedule):
+@pytest.mark.parametrize("schedule, start", [("constant", 0.0), ("linear", 0.0), ("linear", 0.75)])
+def test_learning_rate_schedule_start_middle_end(tmp_path, tiny_cfg, images, schedule, start):
     cfg = tiny_cfg("dcgan", "train.epochs=2", "train.log_every=1", f"optim.schedule={schedule}",
-                   "optim.g_lr=1e-3", "optim.d_lr=4e-3")
+                   f"optim.decay_start={start}", "optim.g_lr=1e-3", "optim.d_lr=4e-3")
     t = train(cfg, tmp_path / "r", images, progress=False)
     total = t.total_steps
     assert total == 32
     lrs = {r["step"]: (r["g_lr"], r["d_lr"]) for r in read_jsonl(tmp_path / "r" / "metrics.jsonl")
            if r["kind"] == "step"}
-    for s in (1, total // 2 + 1, total):  # the lr used for step s was set after s - 1 steps
-        f = 1 - (s - 1) / total if schedule == "linear" else 1.0
-        assert lrs[s] == (pytest.approx(1e-3 * f), pytest.approx(4e-3 * f))
-    if schedule == "linear":
-        assert lrs[1][0] == pytest.approx(1e-3) and lrs[total][0] == pytest.approx(1e-3 / total)
+    # hand-written factor of step s (its lr is set after s - 1 of the 32 steps): full until
+    # 24 steps are done with decay_start 0.75, then down by 1/8 per step
+    expected = {"constant": {1: 1.0, 17: 1.0, 25: 1.0, 32: 1.0},
+                "linear": {1: 1.0, 17: 1 - 16 / 32, 25: 1 - 24 / 32, 32: 1 / 32}}[schedule]
+    if start:
+        expected = {1: 1.0, 17: 1.0, 25: 1.0, 26: 7 / 8, 29: 4 / 8, 32: 1 / 8}
+    for s, f in expected.items():
+        assert lrs[s] == (pytest.approx(1e-3 * f), pytest.approx(4e-3 * f)), s
 
 
 def test_linear_schedule_decays_to_zero_over_a_time_budget(tmp_path, tiny_cfg, images):

@@ -132,12 +132,17 @@ class OptimConfig(_Strict):
     schedule: Literal["constant", "linear"] = Field(
         "constant", description="linear: both learning rates decay linearly to 0 at the last "
         "step, or at the end of train.minutes when that comes first")
+    decay_start: float = Field(
+        0.0, ge=0.0, lt=1.0, description="linear: the fraction of the run (steps or budget, "
+        "whichever is further along) with the full learning rates before the decay begins")
 
     @model_validator(mode="after")
     def _check(self) -> OptimConfig:
         for b in (*self.g_betas, *self.d_betas):
             if not 0.0 <= b < 1.0:
                 raise ValueError("optim betas must be in [0, 1)")
+        if self.decay_start and self.schedule != "linear":
+            raise ValueError("optim.decay_start only applies to optim.schedule=linear")
         return self
 
 

@@ -141,13 +141,16 @@ class Trainer:
         return self.ema.averaged() if self.ema is not None else self.g
 
     def lr_factor(self) -> float:
-        """The schedule's factor for the next iteration (linear: 1 at the start, 0 at the end).
+        """The schedule's factor for the next iteration (linear: 1 until ``decay_start``, then
+        down to 0 at the end).
 
         The end is the last epoch or, with a time budget, the budget, whichever comes first:
         a 60-minute run of a 640-epoch recipe decays to 0 in its hour, as the recipe intends,
         instead of stopping at an almost undecayed learning rate."""
-        if self.cfg.optim.schedule == "linear":
-            return max(0.0, 1.0 - max(self.global_step / self.total_steps, self.budget_used))
+        o = self.cfg.optim
+        if o.schedule == "linear":
+            done = max(self.global_step / self.total_steps, self.budget_used)
+            return min(1.0, max(0.0, (1.0 - done) / (1.0 - o.decay_start)))
         return 1.0
 
     # -- time -----------------------------------------------------------------------------
