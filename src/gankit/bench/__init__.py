@@ -7,8 +7,8 @@ reference design's own Keras loop. Throughput counts *training* images consumed 
 The plain loop is what a user would write: float32, contiguous NCHW, eager, hook-based
 ``torch.nn.utils.spectral_norm``, default Adam, separate D passes for real and fake, and a G
 update that back-propagates through D's weights too (on the D step's fakes when the config
-says ``optim.g_fake: reuse``, so both loops run the same algorithm). It runs in a spawned child process: a
-user's script has glibc's default allocator, and gankit's allocator setting
+says ``optim.g_fake: reuse``, so both loops run the same algorithm). It runs in a spawned
+child process: a user's script has glibc's default allocator, and gankit's allocator setting
 (:mod:`gankit.malloc`) is process-wide, so it cannot be switched off in this process. The same
 plain loop is also timed in this process, with gankit's allocator, to show what each lever
 contributes.
