@@ -137,12 +137,12 @@ def test_cpu_preset_learns_on_real_data(tmp_path, capsys):
     from gankit.models import build_generator
 
     data, inc = real_paths()
+    cfg = resolve("cpu")
     run = tmp_path / "cpu"
     _cli(["train", "--preset", "cpu", "--data-dir", data, "--inception", inc, "--out", str(run),
-          "--epochs", "1", "--set", "data.limit=19200", "--fid-every", "1", "--fid-n", "300",
-          "--fid-ref", "test[0:300]", "--no-progress"])
+          "--epochs", "1", "--set", f"data.limit={300 * cfg.train.batch_size}", "--fid-every",
+          "1", "--fid-n", "300", "--fid-ref", "test[0:300]", "--no-progress"])
     (fid,) = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "fid"]
-    cfg = resolve("cpu")
     torch.manual_seed(cfg.train.seed)  # the trainer's init seed: the weights it started from
     g0 = build_generator(cfg.generator).eval()
     ext = FeatureExtractor(inc)
