@@ -13,9 +13,9 @@ from gankit.training.tuner import Choice, measure
 
 preset = sys.argv[1] if len(sys.argv) > 1 else "cpu"
 batches = [int(b) for b in (sys.argv[2] if len(sys.argv) > 2 else "16,24,32,64").split(",")]
-half = resolve(preset).train.d_batch == "half"  # D then sees b/2 real images per step
 dev = torch.device("cpu")
 sec: dict[tuple[int, str, bool], list[float]] = {}
+real: dict[int, int] = {}  # real images D sees per step at each batch
 for rep in range(3):
     for b in batches:
         for prec in ("bf16", "fp32"):
@@ -23,7 +23,7 @@ for rep in range(3):
                 cfg = resolve(preset, [f"train.batch_size={b}", f"train.seed={rep}"])
                 t, _ = measure(cfg, Choice(prec, cl, 2, False), dev, steps=10)
                 sec.setdefault((b, prec, cl), []).append(t)
+                real[b] = cfg.train.n_real
 for (b, prec, cl), v in sec.items():
-    real = b // 2 if half else b
     print(f"{preset}, batch {b}, {prec}, {'channels_last' if cl else 'NCHW'}: "
-          f"{min(v) * 1e3:.1f} ms per step, {real / min(v):.0f} real images/s")
+          f"{min(v) * 1e3:.1f} ms per step, {real[b] / min(v):.0f} real images/s")

@@ -182,6 +182,12 @@ class TrainConfig(_Strict):
             raise ValueError("train.batch_size must be even with train.d_batch=half")
         return self
 
+    @property
+    def n_real(self) -> int:
+        """Real images per D step (and per rank): with ``d_batch: half`` the batch is half
+        real, half fake, as in the Keras reference; with ``full`` D sees a whole batch of each."""
+        return self.batch_size // 2 if self.d_batch == "half" else self.batch_size
+
 
 class EMAConfig(_Strict):
     """An exponential moving average of G's weights (Yazici et al. 2019), used for samples,

@@ -46,8 +46,7 @@ class PlainStep:
         o = cfg.optim
         self.g_opt = torch.optim.Adam(self.g.parameters(), lr=o.g_lr, betas=o.g_betas)
         self.d_opt = torch.optim.Adam(self.d.parameters(), lr=o.d_lr, betas=o.d_betas)
-        b = cfg.train.batch_size
-        self.n_real = b // 2 if cfg.train.d_batch == "half" else b
+        self.n_real = cfg.train.n_real
 
     def __call__(self, real: torch.Tensor) -> None:
         name, latent, b = self.cfg.loss.name, self.cfg.generator.latent_dim, self.cfg.train.batch_size
@@ -162,7 +161,7 @@ def bench_training(presets: list[str], batches: list[int | None], steps: int, re
             sets = [] if b is None else [f"train.batch_size={b}"]
             cfg, choice = tuned(resolve(preset, sets))
             bs = cfg.train.batch_size
-            n_real = bs // 2 if cfg.train.d_batch == "half" else bs
+            n_real = cfg.train.n_real
             real = torch.rand(n_real, 3, 32, 32) * 2 - 1
             real_np = real.numpy()
             log(f"{preset:8s} batch {bs:4d}  tuner: {choice['label']}" +

@@ -45,7 +45,7 @@ def op_table(cfg: Config, steps: int = 5, top: int = 12) -> dict[str, Any]:
 
     cfg, perf = tuned(cfg)
     fn = fast_step(cfg)
-    n_real = cfg.train.batch_size // 2 if cfg.train.d_batch == "half" else cfg.train.batch_size
+    n_real = cfg.train.n_real
     r = cfg.data.resolution
     real = torch.rand(n_real, 3, r, r, generator=torch.Generator().manual_seed(0)) * 2 - 1
     fn(real)

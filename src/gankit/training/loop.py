@@ -105,7 +105,7 @@ class Trainer:
         if tuple(images.shape[1:]) != (3, r, r):
             raise GankitError(f"training images are {tuple(images.shape[1:])}, but the models are "
                               f"built for 3 x {r} x {r} (data.resolution)")
-        n_real = cfg.train.batch_size // 2 if cfg.train.d_batch == "half" else cfg.train.batch_size
+        n_real = cfg.train.n_real
         if n_real * self.rt.world_size > len(images):
             raise GankitError(
                 f"train.batch_size needs {n_real} real images per D step on each of "

@@ -74,7 +74,7 @@ class GANStep:
         self.g_scaler = torch.amp.GradScaler(rt.device.type, enabled=fp16)
         self.d_scaler = torch.amp.GradScaler(rt.device.type, enabled=fp16)
         b = cfg.train.batch_size
-        self.n_real = b // 2 if cfg.train.d_batch == "half" else b
+        self.n_real = cfg.train.n_real
         latent = cfg.generator.latent_dim
         w = rt.world_size
         self._z_d = torch.empty(w * self.n_real, latent, device=rt.device)
