@@ -50,6 +50,9 @@ def test_two_ranks_equal_one_process_at_the_full_batch(tmp_path, g_fake):
                           "train.batch_size=32"], capture_output=True, text=True, env=ENV,
                          timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
+    # 8 steps, one checkpoint: the ranks agreed once (the checkpoint's non-finite check),
+    # not at every step boundary (the clock is compared every CLOCK_EVERY steps under DDP)
+    assert [int((tmp_path / "ddp" / f"rank{r}.calls").read_text()) for r in (0, 1)] == [1, 1]
     r0, r1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in (0, 1))
     one = torch.load(tmp_path / "one" / "rank0.pt")
     assert r0.keys() == r1.keys() == one.keys()

@@ -156,3 +156,27 @@ def test_weight_init_schemes():
     g1, _ = build_models(resolve("sagan", ["generator.init=default"]))
     assert all(torch.equal(a, b) for a, b in zip(g0.state_dict().values(),
                                                   g1.state_dict().values(), strict=True))
+
+
+def test_attention_pools_keys_and_values_after_their_convs():
+    """SAGAN / BigGAN: phi = maxpool(W_phi x), g = maxpool(W_g x), not W_phi maxpool(x)
+    (different with a 1x1 conv: max does not commute with a linear map)."""
+    import torch.nn.functional as F
+
+    from gankit.models.attention import SelfAttention
+
+    torch.manual_seed(0)
+    att = SelfAttention(16, pool=True)
+    with torch.no_grad():
+        att.gamma.fill_(0.7)
+    x = torch.randn(2, 16, 8, 8)
+
+    def conv(m, t):
+        return torch.einsum("oc,bchw->bohw", m.weight[:, :, 0, 0], t)
+
+    q = conv(att.query, x).flatten(2).transpose(1, 2)
+    k = F.max_pool2d(conv(att.key, x), 2).flatten(2)
+    v = F.max_pool2d(conv(att.value, x), 2).flatten(2).transpose(1, 2)
+    o = (torch.softmax(q @ k, -1) @ v).transpose(1, 2).reshape(2, 8, 8, 8)
+    expected = x + 0.7 * conv(att.out, o)
+    torch.testing.assert_close(att(x), expected, rtol=1e-5, atol=1e-5)

@@ -17,8 +17,18 @@ from gankit.training import checkpoint
 from gankit.training.ema import standing_statistics
 
 
-def load_generator(path: Path, raw: bool = False) -> tuple[nn.Module, Config, int]:
-    """Rebuild G from a checkpoint file or run folder; eval mode, on CPU. The EMA weights
+def eval_device(name: str = "auto") -> torch.device:
+    """Where sampling and scoring run: the GPU when there is one (``auto``), else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_generator(path: Path, raw: bool = False,
+                   device: str | torch.device = "auto") -> tuple[nn.Module, Config, int]:
+    """Rebuild G from a checkpoint file or run folder; eval mode, on ``device`` (``auto``:
+    the GPU when there is one, so ``generate`` / ``fid RUN`` do not sample on the CPU of a
+    GPU machine). The EMA weights
     when the checkpoint has them, unless ``raw`` asks for the trained weights; the EMA G's
     batch-norm statistics are (re)computed for its weights, so checkpoints written before
     training did that sample the same way as new ones."""
@@ -32,6 +42,7 @@ def load_generator(path: Path, raw: bool = False) -> tuple[nn.Module, Config, in
         g.load_state_dict(g_sd)
     except RuntimeError as err:
         raise GankitError(f"{path}: weights do not match its config ({err})") from None
+    g = g.to(eval_device(device) if isinstance(device, str) else device)
     if use_ema:
         standing_statistics(g)
     return g.eval(), cfg, epoch

@@ -37,14 +37,21 @@ def g_loss(name: str, fake: torch.Tensor, g_mode: str = "nonsaturating") -> torc
 
 
 def gradient_penalty(
-    d: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor
+    d: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
+    scale: float = 1.0,
 ) -> torch.Tensor:
-    """WGAN-GP penalty E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates (Gulrajani 2017)."""
+    """WGAN-GP penalty E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates (Gulrajani 2017).
+
+    ``scale``: the GradScaler's scale under fp16 (torch.amp's gradient-penalty recipe): the
+    output is multiplied by it before the input gradient is taken and the gradient divided
+    by it after, so the half-precision backward does not flush small gradients to zero.
+    """
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     out = d(x_hat)
-    (grad,) = torch.autograd.grad(out.float().sum(), x_hat, create_graph=True)
-    return (grad.flatten(1).float().norm(dim=1) - 1.0).pow(2).mean()
+    (grad,) = torch.autograd.grad(out.float().sum() * scale, x_hat, create_graph=True)
+    grad = grad.float() / scale
+    return (grad.flatten(1).norm(dim=1) - 1.0).pow(2).mean()
 
 
 @torch.no_grad()

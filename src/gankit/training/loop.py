@@ -44,6 +44,17 @@ Evaluator = Callable[[torch.nn.Module], dict[str, Any]]
 STATE_KEYS = ("epoch", "iteration", "global_step", "step", "data_rng", "noise_rng", "rank_rng",
               "world_size", "elapsed", "best", "lr_scale", "rollbacks")
 MAX_ROLLBACKS = 3
+# Under DDP the ranks agree on signals, the clock and checkpoint times through one small
+# all-reduce (a host sync); it runs every CLOCK_EVERY steps, not every step. One process needs
+# no agreement and checks every step, so a budget stops within one step.
+CLOCK_EVERY = 25
+
+
+def clock_due(global_step: int, world_size: int) -> bool:
+    """Whether the step boundary after ``global_step`` checks signals / budget / checkpoint
+    time: every step for one process, every ``CLOCK_EVERY`` steps (the same steps on every
+    rank, so all enter the collective together) under DDP."""
+    return world_size == 1 or global_step % CLOCK_EVERY == 0
 
 
 class TrainingStopped(Exception):
@@ -241,7 +252,8 @@ class Trainer:
     def save(self, ckpt_dir: Path, name: str) -> None:
         """Write checkpoint ``name`` (all ranks call; rank 0 writes), refusing a diverged one."""
         bad = self.step.nonfinite_step()
-        weights_ok = all(bool(torch.isfinite(p).all()) for p in self.g.parameters())
+        modules = [self.g, self.d] + ([self.ema.model] if self.ema is not None else [])
+        weights_ok = all(bool(torch.isfinite(p).all()) for m in modules for p in m.parameters())
         if all_reduce_max([float(bad is not None or not weights_ok)], self.rt)[0]:
             raise NonFiniteLoss(bad or self.global_step)
         state = self.state()
@@ -464,6 +476,8 @@ def train(
         trainer.budget_used = min(1.0, trainer.elapsed_before / budget)
 
     def pause() -> str | None:
+        if not clock_due(trainer.global_step, rt.world_size):
+            return None
         reserve = trainer.last_eval_seconds if evaluator is not None else 0.0
         due = t.checkpoint_minutes > 0 and \
             time.monotonic() - last_ckpt["time"] >= 60 * t.checkpoint_minutes

@@ -47,6 +47,12 @@ def cpu_has_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def cuda_has_native_bf16(device: torch.device | None = None) -> bool:
+    """bf16 in hardware: compute capability 8.0 (Ampere) or newer. ``is_bf16_supported()``
+    also says yes where bf16 is emulated (V100, T4), which is slower than fp16 there."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -68,7 +74,7 @@ def _pick_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return None
     if precision == "auto":
         if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.bfloat16 if cuda_has_native_bf16(device) else torch.float16
         return torch.bfloat16 if cpu_has_bf16() else None
     if precision == "fp16" and device.type == "cpu":
         raise GankitError("perf.precision=fp16 is for CUDA; use bf16 or fp32 on the CPU")

@@ -25,8 +25,11 @@ from gankit.losses import clip_weights, d_loss_parts, g_loss, gradient_penalty
 from gankit.training.runtime import Runtime, all_reduce_mean
 
 
-def _adam(params, lr: float, betas: tuple[float, float]):
-    # fused Adam runs one kernel for all parameters (CPU and CUDA in recent PyTorch).
+def _adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """Fused Adam (one kernel for all parameters) where this build and device have it, else
+    the multi-tensor one. ``params`` is made a list first: a failed constructor consumes a
+    ``parameters()`` generator, which once left the fallback with no parameters at all."""
+    params = list(params)
     try:
         return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
     except (RuntimeError, TypeError):
@@ -64,7 +67,11 @@ class GANStep:
         # The G step uses the plain D: D's weights get no gradient there, so no DDP all-reduce.
         self.d_for_g: nn.Module = self.d_plain
         if compile:
-            g, d, self.d_for_g = torch.compile(g), torch.compile(d), torch.compile(self.d_plain)
+            # The gradient penalty back-propagates twice through D, which aot_autograd cannot
+            # do: with WGAN-GP only G (and the G step's D forward, a single backward) compile.
+            g, self.d_for_g = torch.compile(g), torch.compile(self.d_plain)
+            if cfg.loss.name != "wgan-gp":
+                d = torch.compile(d)
         self.g, self.d = g, d
         o = cfg.optim
         self.g_opt = _adam(self.g_plain.parameters(), o.g_lr, o.g_betas)
@@ -121,7 +128,10 @@ class GANStep:
         gp = torch.zeros((), device=loss.device)
         if cfg.loss.name == "wgan-gp":
             with self.rt.autocast():
-                gp = gradient_penalty(self.d, real, fake)
+                # fp16: the AMP recipe scales the output before the input gradient and
+                # unscales that gradient, so small gradients survive the half-precision pass.
+                gp = gradient_penalty(self.d, real, fake, scale=self.d_scaler.get_scale()
+                                      if self.d_scaler.is_enabled() else 1.0)
             loss = loss + cfg.loss.gp_weight * gp
         self.d_opt.zero_grad(set_to_none=True)
         self.d_scaler.scale(loss).backward()

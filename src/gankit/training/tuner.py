@@ -33,8 +33,9 @@ from typing import Any
 import torch
 
 from gankit.config import Config, PerfConfig
+from gankit.errors import GankitError
 from gankit.io import user_cache_dir, write_json
-from gankit.training.runtime import Runtime, cpu_has_bf16, pick_device
+from gankit.training.runtime import Runtime, cpu_has_bf16, cuda_has_native_bf16, pick_device
 
 LOSS_TOL = 0.05  # relative and absolute, on the first step's D and G losses
 CACHE_VERSION = 2
@@ -101,7 +102,7 @@ def _precisions(perf: PerfConfig, device: torch.device) -> list[str]:
     if perf.precision != "auto":
         return [perf.precision]
     if device.type == "cuda":
-        return ["fp32", "bf16" if torch.cuda.is_bf16_supported() else "fp16"]
+        return ["fp32", "bf16" if cuda_has_native_bf16(device) else "fp16"]
     return ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]
 
 
@@ -180,13 +181,26 @@ Measure = Callable[[Config, Choice, torch.device], tuple[float, dict[str, float]
 
 def search(cfg: Config, device: torch.device, world_size: int = 1,
            measure_fn: Measure = measure) -> dict[str, Any]:
-    """Time every candidate; return the record (choice, timings, rejections)."""
+    """Time every candidate; return the record (choice, timings, rejections).
+
+    A candidate that fails (a compile backend that cannot run this model, an unsupported
+    dtype, out of memory) is rejected with its reason instead of ending the run."""
     timings: dict[str, float] = {}
     rejected: dict[str, str] = {}
     results: dict[Choice, tuple[float, dict[str, float]]] = {}
     for c in candidates(cfg.perf, device, world_size):
-        results[c] = measure_fn(cfg, c, device)
+        try:
+            results[c] = measure_fn(cfg, c, device)
+        except Exception as err:  # noqa: BLE001 -- any failure rejects the candidate
+            first = (str(err).strip().splitlines() or [""])[0][:300]
+            rejected[c.label] = f"failed: {type(err).__name__}: {first}"
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
         timings[c.label] = results[c][0] * 1e3
+    if not results:
+        raise GankitError("every speed setting failed on this device: " + "; ".join(
+            f"{k}: {v}" for k, v in rejected.items()) + "; set perf.* explicitly")
     ok = dict(results)
     for c, (_, losses) in results.items():
         ref = next((r for k, r in results.items() if k.precision == "fp32"
@@ -197,10 +211,14 @@ def search(cfg: Config, device: torch.device, world_size: int = 1,
     best = min(ok, key=lambda c: ok[c][0])
     if device.type == "cpu" and cfg.perf.threads is None and best.threads and best.threads > 1:
         fewer = replace(best, threads=best.threads // 2)
-        sec, _ = measure_fn(cfg, fewer, device)
-        timings[fewer.label] = sec * 1e3
-        if sec < ok[best][0]:
-            best = fewer
+        try:
+            sec, _ = measure_fn(cfg, fewer, device)
+        except Exception as err:  # noqa: BLE001
+            rejected[fewer.label] = f"failed: {type(err).__name__}: {err}"
+        else:
+            timings[fewer.label] = sec * 1e3
+            if sec < ok[best][0]:
+                best = fewer
     return {"choice": asdict(best), "label": best.label, "timings_ms": timings,
             "rejected": rejected, "device": device_name(device), "torch": torch.__version__,
             "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -1,0 +1,126 @@
+"""The CUDA / DDP code paths, checked without a GPU: each test names the defect it guards."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from gankit.errors import GankitError
+from gankit.losses import gradient_penalty
+from gankit.models import build_models
+from gankit.training import runtime, tuner
+from gankit.training.loop import CLOCK_EVERY, NonFiniteLoss, Trainer, clock_due
+from gankit.training.runtime import Runtime
+from gankit.training.step import GANStep, _adam
+
+CPU = torch.device("cpu")
+
+
+def test_adam_fallback_keeps_every_parameter(monkeypatch):
+    """A failed fused constructor used to consume the parameters() generator, leaving the
+    multi-tensor fallback with no parameters."""
+    real = torch.optim.Adam
+
+    def no_fused(params, **kw):
+        if kw.get("fused"):
+            list(params)  # what a real constructor does before it fails
+            raise RuntimeError("fused=True requires CUDA")
+        return real(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "Adam", no_fused)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    opt = _adam(net.parameters(), 1e-3, (0.5, 0.999))
+    assert len(opt.param_groups[0]["params"]) == 4
+    assert not opt.defaults.get("fused")
+
+
+@pytest.mark.parametrize(("capability", "expected"), [((7, 0), torch.float16),
+                                                      ((7, 5), torch.float16),
+                                                      ((8, 0), torch.bfloat16),
+                                                      ((9, 0), torch.bfloat16)])
+def test_auto_precision_uses_fp16_where_bf16_is_emulated(monkeypatch, capability, expected):
+    """V100 / T4 report is_bf16_supported() (emulated): they must get fp16 + GradScaler."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: capability)
+    cuda = torch.device("cuda", 0)
+    assert runtime._pick_dtype("auto", cuda) == expected
+    prec = tuner._precisions(tuner.PerfConfig(), cuda)
+    assert prec == ["fp32", "bf16" if expected == torch.bfloat16 else "fp16"]
+
+
+class _Linear(nn.Module):
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = nn.Parameter(w)
+
+    def forward(self, x):
+        return (x.flatten(1) * self.w).sum(1)
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0**16])
+def test_gradient_penalty_closed_form_with_the_amp_scale(scale):
+    """D(x) = <w, x> has input gradient w everywhere: penalty (||w|| - 1)^2, whatever the
+    GradScaler scale the fp16 recipe multiplies in and divides out."""
+    w = torch.full((3 * 2 * 2,), 0.5)
+    real, fake = torch.rand(4, 3, 2, 2), torch.rand(4, 3, 2, 2)
+    gp = gradient_penalty(_Linear(w), real, fake, scale=scale)
+    assert gp.item() == pytest.approx((w.norm().item() - 1) ** 2, rel=1e-6)
+
+
+def test_wgan_gp_step_under_torch_compile(monkeypatch, tiny_cfg):
+    """The penalty's double backward through a compiled D raised 'torch.compile with
+    aot_autograd does not currently support double backward'; D now stays eager with
+    WGAN-GP and G compiles. aot_eager exercises the same autograd path as inductor."""
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    cfg = tiny_cfg("dcgan", "loss.name=wgan-gp", "discriminator.output=linear",
+                   "discriminator.dropout=0.0")
+    g, d = build_models(cfg)
+    step = GANStep(cfg, g, d, Runtime(CPU, None, False), torch.Generator().manual_seed(0),
+                   compile=True)
+    assert hasattr(step.g, "_orig_mod") and not hasattr(step.d, "_orig_mod")
+    step([torch.rand(cfg.train.n_real, 3, 32, 32) * 2 - 1])
+    stats = step.pop_stats()
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values()) and stats["gp"] > 0
+
+
+def test_a_failing_candidate_is_rejected_not_fatal(tiny_cfg, monkeypatch):
+    monkeypatch.setattr(tuner, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(tuner, "thread_budget", lambda world=1: 1)
+
+    def measure(cfg, choice, device):
+        if choice.precision == "bf16":
+            raise RuntimeError("backend cannot compile this model\nlong trace")
+        return 1.0 if choice.channels_last else 2.0, {"d_loss_real": 1, "d_loss_fake": 1,
+                                                       "g_loss": 1}
+
+    rec = tuner.search(tiny_cfg(), CPU, measure_fn=measure)
+    assert rec["choice"]["precision"] == "fp32" and rec["choice"]["channels_last"]
+    assert rec["rejected"] == {
+        "bf16, NCHW, 1 threads": "failed: RuntimeError: backend cannot compile this model",
+        "bf16, channels_last, 1 threads":
+            "failed: RuntimeError: backend cannot compile this model"}
+    with pytest.raises(GankitError, match="every speed setting failed"):
+        tuner.search(tiny_cfg(), CPU, measure_fn=lambda *a: (_ for _ in ()).throw(OSError("x")))
+
+
+def test_clock_check_is_every_step_alone_and_every_k_steps_under_ddp():
+    assert all(clock_due(s, 1) for s in range(1, 60))
+    due = [s for s in range(1, 3 * CLOCK_EVERY + 1) if clock_due(s, 2)]
+    assert due == [CLOCK_EVERY, 2 * CLOCK_EVERY, 3 * CLOCK_EVERY]
+
+
+@pytest.mark.parametrize("where", ["G", "D", "EMA"])
+def test_a_checkpoint_with_non_finite_weights_is_refused(tiny_cfg, images, tmp_path, where):
+    """save() used to check only G's weights: a NaN in D or in the EMA G was written."""
+    cfg = tiny_cfg("dcgan", "ema.enabled=true", "perf.precision=fp32",
+                   "perf.channels_last=false", "perf.threads=1")
+    tr = Trainer(cfg, images, Runtime(CPU, None, False))
+    module = {"G": tr.g, "D": tr.d, "EMA": tr.ema.model}[where]
+    with torch.no_grad():
+        next(module.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(NonFiniteLoss):
+        tr.save(tmp_path, "x")
+    assert not list(tmp_path.iterdir())
