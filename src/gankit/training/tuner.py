@@ -179,6 +179,12 @@ def _losses_match(a: dict[str, float], b: dict[str, float]) -> bool:
 Measure = Callable[[Config, Choice, torch.device], tuple[float, dict[str, float]]]
 
 
+def _failure(err: Exception) -> str:
+    """A failed candidate's reason for run.json: the exception type and its first line."""
+    first = (str(err).strip().splitlines() or [""])[0][:300]
+    return f"failed: {type(err).__name__}: {first}"
+
+
 def search(cfg: Config, device: torch.device, world_size: int = 1,
            measure_fn: Measure = measure) -> dict[str, Any]:
     """Time every candidate; return the record (choice, timings, rejections).
@@ -192,8 +198,7 @@ def search(cfg: Config, device: torch.device, world_size: int = 1,
         try:
             results[c] = measure_fn(cfg, c, device)
         except Exception as err:  # noqa: BLE001 -- any failure rejects the candidate
-            first = (str(err).strip().splitlines() or [""])[0][:300]
-            rejected[c.label] = f"failed: {type(err).__name__}: {first}"
+            rejected[c.label] = _failure(err)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             continue
@@ -214,7 +219,7 @@ def search(cfg: Config, device: torch.device, world_size: int = 1,
         try:
             sec, _ = measure_fn(cfg, fewer, device)
         except Exception as err:  # noqa: BLE001
-            rejected[fewer.label] = f"failed: {type(err).__name__}: {err}"
+            rejected[fewer.label] = _failure(err)
         else:
             timings[fewer.label] = sec * 1e3
             if sec < ok[best][0]:
