@@ -132,3 +132,29 @@ def test_full_length_widths_are_used_as_written():
         resolve("dcgan", ["data.resolution=64", "generator.widths=[8, 8]"])
     with pytest.raises(GankitError, match="data.resolution"):
         resolve("dcgan", ["data.resolution=48"])
+
+
+@pytest.mark.parametrize("preset, override, match", [
+    ("sngan-resnet", "discriminator.kernel_size=4", "apply to arch=dcgan only"),
+    ("sngan-resnet", "discriminator.kernels=[3, 3, 3, 3]", "apply to arch=dcgan only"),
+    ("sngan-resnet", "discriminator.norms=[none, none, none, none]", "apply to arch=dcgan"),
+    ("cpu", "discriminator.norms=[none, batch]", "one entry per entry of widths"),
+    ("sndcgan", "discriminator.head_gain=0", "head_gain must be positive"),
+    ("sndcgan", "discriminator.head_gain=sqrt", "discriminator.head_gain"),
+])
+def test_fields_a_builder_would_ignore_are_errors(preset, override, match):
+    with pytest.raises(GankitError, match=match):
+        resolve(preset, [override])
+
+
+def test_hand_written_discriminator_has_no_dropout():
+    """Only the Keras reference preset uses dropout; a YAML that omits it gets none."""
+    from gankit.config import DiscriminatorConfig
+
+    assert DiscriminatorConfig().dropout == 0.0
+    assert resolve("dcgan").discriminator.dropout == 0.4
+
+
+def test_per_layer_norms_gain_the_input_layers_norm_at_64px():
+    cfg = resolve("cpu", ["discriminator.norms=[none, batch, batch]", "data.resolution=64"])
+    assert cfg.discriminator.norms == ["none", "none", "batch", "batch"]

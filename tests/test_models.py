@@ -180,3 +180,59 @@ def test_attention_pools_keys_and_values_after_their_convs():
     o = (torch.softmax(q @ k, -1) @ v).transpose(1, 2).reshape(2, 8, 8, 8)
     expected = x + 0.7 * conv(att.out, o)
     torch.testing.assert_close(att(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_head_gain_divides_the_pre_activation_by_sqrt_fan_in():
+    """tanh(w.h / 64) for sndcgan's 256 x 4 x 4 = 4,096 features, computed by hand from the
+    head's (spectrally normalised) weight."""
+    torch.manual_seed(0)
+    _, d = build_models(resolve("sndcgan"))
+    d.eval()
+    x = torch.randn(3, 3, 32, 32)
+    h = d.features(x).flatten(1)
+    w, b = d.head.weight, d.head.bias
+    assert h.shape[1] == 4096
+    expected = torch.tanh((h @ w.t()).squeeze(1) / 64 + b / 64)
+    torch.testing.assert_close(d(x), expected, rtol=1e-5, atol=1e-6)
+    _, d1 = build_models(resolve("sndcgan", ["discriminator.head_gain=1.0"]))
+    assert d1.gain == 1.0 and d.gain == pytest.approx(1 / 64)
+
+
+def test_per_layer_norms():
+    _, d = build_models(resolve("cpu", ["discriminator.norms=[none, batch, batch]"]))
+    mods = list(d.features)
+    assert isinstance(mods[1], torch.nn.Identity)
+    assert [isinstance(m, torch.nn.BatchNorm2d) for m in mods].count(True) == 2
+    assert d.has_batchnorm
+
+
+def test_sngan_xavier_gains():
+    """SNGAN / Mimicry: xavier-uniform with gain sqrt(2) in residual 3x3 convs, 1 in shortcuts
+    and linears. U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out)): max |w| just under a."""
+    import math
+
+    torch.manual_seed(0)
+    g, d = build_models(resolve("sngan-resnet", ["generator.init=xavier",
+                                                 "discriminator.init=xavier"]))
+
+    def bound(w, gain):
+        rf = w[0, 0].numel()
+        return gain * math.sqrt(6 / (w.shape[0] * rf + w.shape[1] * rf))
+
+    def weight(m):
+        p = getattr(m, "parametrizations", None)
+        return (p.weight.original if p is not None else m.weight).detach()
+
+    blocks = [b for b in list(g.blocks) + list(d.blocks) if hasattr(b, "conv1")]
+    assert len(blocks) == 7
+    for b in blocks:
+        for conv, gain in ((b.conv1, math.sqrt(2)), (b.conv2, math.sqrt(2)),
+                           (b.shortcut, 1.0)):
+            if conv is None:
+                continue
+            w, a = weight(conv), bound(weight(conv), gain)
+            assert 0.97 * a < float(w.abs().max()) <= a
+            assert float(w.std()) == pytest.approx(a / math.sqrt(3), rel=0.05)
+    for lin in (g.project, d.head):
+        w = weight(lin)
+        assert float(w.abs().max()) <= bound(w[:, :, None, None], 1.0)

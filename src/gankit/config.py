@@ -74,13 +74,21 @@ class DiscriminatorConfig(_Strict):
     kernels: list[int] | None = Field(
         None, description="per-layer kernel sizes (dcgan arch), e.g. SNGAN's [3, 4, 3, 4, ...]")
     norm: Literal["batch", "none"] = "none"
+    norms: list[Literal["batch", "none"]] | None = Field(
+        None, description="per-layer norm (dcgan arch), e.g. [none, batch, batch] for Radford "
+        "et al.'s D without batch norm on its input layer; overrides norm")
     activation: Literal["leakyrelu", "relu"] = "leakyrelu"
     leaky_slope: float = Field(0.2, ge=0.0, lt=1.0)
     spectral_norm: bool = False
     attention: list[int] = Field(default_factory=list)
     attention_pool: bool = False
-    dropout: float = Field(0.4, ge=0.0, lt=1.0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the head "
+                           "(the Keras DCGAN of reference design 1 uses 0.4)")
     output: Literal["sigmoid", "linear", "tanh"] = "sigmoid"
+    head_gain: float | Literal["inv_sqrt_fan_in"] = Field(
+        1.0, description="multiplies the head's pre-activation before the output function; "
+        "inv_sqrt_fan_in (1/64 for 4,096 features) keeps a spectrally-normalised head over "
+        "batch-normed features out of tanh's saturation (docs/design2.md)")
     init: Literal["default", "dcgan", "xavier", "orthogonal"] = Field(
         "default", description="weight init (see generator.init)")
 
@@ -88,6 +96,10 @@ class DiscriminatorConfig(_Strict):
     def _check(self) -> DiscriminatorConfig:
         if len(self.widths) != len(self.strides):
             raise ValueError("discriminator.widths and discriminator.strides differ in length")
+        if self.arch == "resnet" and (self.kernel_size != 3 or self.kernels is not None
+                                      or self.norms is not None):
+            raise ValueError("discriminator.kernel_size / kernels / norms apply to arch=dcgan "
+                             "only: the ResNet blocks use 3x3 convs and discriminator.norm")
         if self.kernels is not None and len(self.kernels) != len(self.widths):
             raise ValueError("discriminator.kernels needs one entry per entry of widths")
         for k, s in zip(self.layer_kernels(), self.strides, strict=True):
@@ -99,7 +111,14 @@ class DiscriminatorConfig(_Strict):
                                  "kernel with 'same' padding changes the feature-map size")
         if any(w < 1 for w in self.widths) or any(s not in (1, 2) for s in self.strides):
             raise ValueError("discriminator.widths must be positive and strides 1 or 2")
+        if self.norms is not None and len(self.norms) != len(self.widths):
+            raise ValueError("discriminator.norms needs one entry per entry of widths")
+        if isinstance(self.head_gain, float) and self.head_gain <= 0:
+            raise ValueError(f"discriminator.head_gain must be positive (got {self.head_gain})")
         return self
+
+    def layer_norms(self) -> list[str]:
+        return list(self.norms) if self.norms else [self.norm] * len(self.widths)
 
     def layer_kernels(self) -> list[int]:
         return list(self.kernels) if self.kernels else [self.kernel_size] * len(self.widths)
@@ -252,7 +271,8 @@ class Config(_Strict):
         Presets describe 32-px networks (G: 3 up-stages from 4x4). At 64 / 128 px a G whose
         ``widths`` list 3 stages gains one / two more at the output end with its last width,
         and D gains as many stride-2 layers at the input end with its first width (kernel 4
-        where per-layer kernels are listed, as SNGAN's downsampling layers), so every layer of
+        where per-layer kernels are listed, as SNGAN's downsampling layers; the input layer's
+        norm where per-layer norms are listed), so every layer of
         the 32-px network keeps its feature-map size and attention stays where it was. A G
         that already lists ``log2(resolution / 4)`` stages is used as written, and so is D.
         """
@@ -265,7 +285,8 @@ class Config(_Strict):
             d = d.model_validate({
                 **d.model_dump(), "widths": [d.widths[0]] * extra + d.widths,
                 "strides": [2] * extra + d.strides,
-                "kernels": None if d.kernels is None else [4] * extra + d.kernels})
+                "kernels": None if d.kernels is None else [4] * extra + d.kernels,
+                "norms": None if d.norms is None else [d.norms[0]] * extra + d.norms})
             # Validated above; plain assignment would re-run this validator (validate_assignment).
             self.__dict__.update(generator=g, discriminator=d)
         if len(g.widths) != needed:

@@ -3,8 +3,9 @@
 G: dense projection to ``base_channels x 4 x 4`` -> one stride-2 transposed conv per entry
 of ``widths`` (each followed by norm + activation, attention where asked) -> conv to RGB ->
 tanh. D: one conv per entry of ``widths``/``strides`` (norm + activation, attention where
-asked) -> flatten -> dropout -> linear to one logit. D returns the *logit* when its output
-is ``sigmoid``: the BCE loss applies the sigmoid itself, which is the numerically stable form.
+asked) -> flatten -> dropout -> linear to one output, times ``head_gain``, tanh where asked.
+D returns the *logit* when its output is ``sigmoid``: the BCE loss applies the sigmoid
+itself, which is the numerically stable form.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from torch import nn
 
 from gankit.config import BASE_RESOLUTION, Config, DiscriminatorConfig, GeneratorConfig
 from gankit.models.attention import SelfAttention
-from gankit.models.layers import SNImpl, activation, init_weights, maybe_sn, norm2d
+from gankit.models.layers import (
+    SNImpl,
+    activation,
+    critic_output,
+    head_gain,
+    init_weights,
+    maybe_sn,
+    norm2d,
+)
 
 
 class Generator(nn.Module):
@@ -63,12 +72,13 @@ class Discriminator(nn.Module):
         sn = cfg.spectral_norm
         layers: list[nn.Module] = []
         cin, res = 3, resolution
-        for w, s, k in zip(cfg.widths, cfg.strides, cfg.layer_kernels(), strict=True):
+        for w, s, k, nm in zip(cfg.widths, cfg.strides, cfg.layer_kernels(), cfg.layer_norms(),
+                               strict=True):
             res //= s
             layers += [
                 # (k-1)//2 keeps the size at stride 1 (odd k) and halves it at stride 2 (k=3, 4)
                 maybe_sn(nn.Conv2d(cin, w, k, s, (k - 1) // 2), sn, sn_impl),
-                norm2d(cfg.norm, w),
+                norm2d(nm, w),
                 activation(cfg.activation, cfg.leaky_slope),
             ]
             if res in cfg.attention:
@@ -77,13 +87,13 @@ class Discriminator(nn.Module):
         self.features = nn.Sequential(*layers)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = maybe_sn(nn.Linear(cin * res * res, 1), sn, sn_impl)
+        self.gain = head_gain(cfg.head_gain, cin * res * res)
         self.output = cfg.output
-        self.has_batchnorm = cfg.norm == "batch"
+        self.has_batchnorm = "batch" in cfg.layer_norms()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.features(x).flatten(1)
-        out = self.head(self.dropout(h)).squeeze(1)
-        return torch.tanh(out) if self.output == "tanh" else out
+        return critic_output(self.head(self.dropout(h)), self.gain, self.output)
 
 
 def build_generator(cfg: GeneratorConfig, sn_impl: SNImpl = "parametrization") -> nn.Module:

@@ -38,14 +38,35 @@ def norm2d(name: str, channels: int) -> nn.Module:
     return nn.BatchNorm2d(channels) if name == "batch" else nn.Identity()
 
 
+def head_gain(gain: float | str, fan_in: int) -> float:
+    """The factor on D's pre-activation: ``inv_sqrt_fan_in`` gives ``1/sqrt(fan_in)``.
+
+    Why: a spectrally-normalised linear head has ``||w|| <= 1``, so over ``fan_in``
+    batch-normed (unit-variance) features its output can reach ``sqrt(fan_in)`` — 64 for
+    reference design 2's 4,096 features — which pins a tanh critic at +-1 within 100 steps.
+    Dividing by ``sqrt(fan_in)`` keeps the pre-activation O(1) whatever the width or resolution.
+    """
+    return fan_in ** -0.5 if gain == "inv_sqrt_fan_in" else float(gain)
+
+
+def critic_output(pre: torch.Tensor, gain: float, output: str) -> torch.Tensor:
+    """D's output from its head's ``(N, 1)`` pre-activation: scaled, then tanh where asked
+    (sigmoid D returns the logit; the BCE loss applies the sigmoid, the stable form)."""
+    out = pre.squeeze(1) * gain if gain != 1.0 else pre.squeeze(1)
+    return torch.tanh(out) if output == "tanh" else out
+
+
 def _init_layer(m: nn.Module, scheme: Init) -> None:
     if isinstance(m, nn.modules.batchnorm._BatchNorm):
         if scheme == "dcgan" and m.affine:  # Radford et al.: BN scale ~ N(1, 0.02)
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
         return
-    {"dcgan": lambda w: nn.init.normal_(w, 0.0, 0.02), "xavier": nn.init.xavier_uniform_,
-     "orthogonal": nn.init.orthogonal_}[scheme](m.weight)
+    if scheme == "xavier":  # a layer may carry its own gain (SNGAN: sqrt(2) in residual convs)
+        nn.init.xavier_uniform_(m.weight, getattr(m, "init_gain", 1.0))
+    else:
+        {"dcgan": lambda w: nn.init.normal_(w, 0.0, 0.02),
+         "orthogonal": nn.init.orthogonal_}[scheme](m.weight)
     if m.bias is not None:
         nn.init.zeros_(m.bias)
 
@@ -55,7 +76,8 @@ def init_weights(model: nn.Module, scheme: Init) -> nn.Module:
     """Re-initialise every conv / linear / batch-norm layer of ``model`` with ``scheme``.
 
     ``default`` keeps PyTorch's init. ``dcgan`` is Radford et al.'s N(0, 0.02) (BN scale
-    N(1, 0.02)) that the DCGAN recipe depends on; ``xavier`` (SNGAN, Mimicry) and
+    N(1, 0.02)) that the DCGAN recipe depends on; ``xavier`` (SNGAN, Mimicry: a layer's
+    ``init_gain`` attribute, sqrt(2) in ResNet residual convs, else 1) and
     ``orthogonal`` (BigGAN) are the ResNet-GAN choices. A spectrally normalised layer is
     unwrapped, initialised and wrapped again (public APIs), so its power-iteration vectors
     start from the new weight rather than the discarded one.

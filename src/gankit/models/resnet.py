@@ -18,11 +18,24 @@ from torch import nn
 
 from gankit.config import BASE_RESOLUTION, DiscriminatorConfig, GeneratorConfig
 from gankit.models.attention import SelfAttention
-from gankit.models.layers import SNImpl, activation, maybe_sn, norm2d
+from gankit.models.layers import SNImpl, activation, critic_output, head_gain, maybe_sn, norm2d
 
 
-def _conv(cin: int, cout: int, k: int, sn: bool, impl: SNImpl) -> nn.Module:
-    return maybe_sn(nn.Conv2d(cin, cout, k, 1, k // 2), sn, impl)
+# SNGAN's xavier scheme (Miyato et al.'s chainer code, Mimicry): gain sqrt(2) on the two 3x3
+# convs of each residual branch (they feed a ReLU), 1 on shortcuts, the dense layer, the RGB
+# conv and the head. ``init_weights`` reads the tag; other schemes ignore it.
+RESIDUAL_GAIN = 2.0 ** 0.5
+
+
+def _conv(cin: int, cout: int, k: int, sn: bool, impl: SNImpl, gain: float = 1.0) -> nn.Module:
+    conv = nn.Conv2d(cin, cout, k, 1, k // 2)
+    conv.init_gain = gain
+    return maybe_sn(conv, sn, impl)
+
+
+def _residual_convs(cin: int, cout: int, sn: bool, impl: SNImpl) -> tuple[nn.Module, nn.Module]:
+    return (_conv(cin, cout, 3, sn, impl, RESIDUAL_GAIN),
+            _conv(cout, cout, 3, sn, impl, RESIDUAL_GAIN))
 
 
 class UpBlock(nn.Module):
@@ -31,7 +44,7 @@ class UpBlock(nn.Module):
         sn = cfg.spectral_norm
         self.norm1, self.norm2 = norm2d(cfg.norm, cin), norm2d(cfg.norm, cout)
         self.act = activation(cfg.activation, cfg.leaky_slope)
-        self.conv1, self.conv2 = _conv(cin, cout, 3, sn, impl), _conv(cout, cout, 3, sn, impl)
+        self.conv1, self.conv2 = _residual_convs(cin, cout, sn, impl)
         self.shortcut = _conv(cin, cout, 1, sn, impl)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,7 +85,7 @@ class DownBlock(nn.Module):
         self.down, self.first = down, first
         self.act = activation(cfg.activation, cfg.leaky_slope)
         self.norm1, self.norm2 = norm2d(cfg.norm, cin), norm2d(cfg.norm, cout)
-        self.conv1, self.conv2 = _conv(cin, cout, 3, sn, impl), _conv(cout, cout, 3, sn, impl)
+        self.conv1, self.conv2 = _residual_convs(cin, cout, sn, impl)
         self.shortcut = _conv(cin, cout, 1, sn, impl) if (first or down or cin != cout) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,10 +117,10 @@ class ResNetDiscriminator(nn.Module):
         self.act = activation(cfg.activation, cfg.leaky_slope)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = maybe_sn(nn.Linear(cin, 1), cfg.spectral_norm, sn_impl)
+        self.gain = head_gain(cfg.head_gain, cin)
         self.output = cfg.output
         self.has_batchnorm = cfg.norm == "batch"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.act(self.blocks(x)).sum(dim=(2, 3))
-        out = self.head(self.dropout(h)).squeeze(1)
-        return torch.tanh(out) if self.output == "tanh" else out
+        return critic_output(self.head(self.dropout(h)), self.gain, self.output)
