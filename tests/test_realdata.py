@@ -20,19 +20,6 @@ def _cli(args):
         assert exc.code in (0, None)
 
 
-@pytest.mark.parametrize("preset", ["dcgan", "sndcgan", "sagan"])
-def test_presets_train_on_a_real_slice(tmp_path, preset):
-    data, _ = real_paths()
-    run = tmp_path / preset
-    _cli(["train", "--preset", preset, "--data-dir", data, "--out", str(run), "--epochs", "1",
-          "--set", "data.limit=512", "--set", "train.log_every=2", "--no-progress"])
-    assert (run / "samples" / "epoch-000001.png").is_file()
-    assert (run / "checkpoints" / "epoch-000001.safetensors").is_file()
-    assert (run / "loss.png").is_file()
-    steps = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "step"]
-    assert steps and all(np.isfinite(r["g_loss"]) for r in steps)
-
-
 def test_fid_with_the_real_network(tmp_path, capsys):
     data, inc = real_paths()
     _cli(["fid", "cifar10:train[0:200]", "cifar10:test[0:200]", "--data-dir", data,
@@ -68,7 +55,7 @@ def test_small_sweep_with_real_fid_resumes(tmp_path, capsys):
     spec = tmp_path / "sweep.yaml"
     spec.write_text(
         "base: sndcgan\nepochs: 1\nset: {data.limit: 256}\n"
-        "fid: {n: 100, ref: 'test[0:100]'}\n"
+        "fid: {n: 100, ref: 'test[0:100]', draws: 2}\n"
         "variants:\n  - {name: base}\n  - {name: latent16, set: {generator.latent_dim: 16}}\n"
         "  - {name: attn, set: {generator.attention: [32], discriminator.attention: [32]}}\n"
     )
@@ -77,26 +64,32 @@ def test_small_sweep_with_real_fid_resumes(tmp_path, capsys):
           "--no-progress"])
     rows = (out / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 4 and rows[0].startswith("rank,variant")
-    fids = [float(r.split(",")[-3]) for r in rows[1:]]
-    assert fids == sorted(fids)
+    res = json.loads((out / "results.json").read_text())["variants"]
+    fids = [r["best"]["mean"] for r in res]
+    assert fids == sorted(fids) and all(np.isfinite(fids))
     assert (out / "report.html").is_file() and (out / "results.md").is_file()
-    before = (out / "runs" / "base" / "result.json").stat().st_mtime_ns
+    done = out / "runs" / "base" / "seed-0" / "result.json"
+    before = done.stat().st_mtime_ns
     _cli(["sweep", str(spec), "--out", str(out), "--data-dir", data, "--inception", inc,
           "--no-progress"])  # finished variants are skipped
-    assert (out / "runs" / "base" / "result.json").stat().st_mtime_ns == before
+    assert done.stat().st_mtime_ns == before
 
 
 def test_study_end_to_end_tiny(tmp_path, capsys):
+    """The study on real data under a time budget (each run stops at 0.1 minutes)."""
     data, inc = real_paths()
     out = tmp_path / "study"
     _cli(["study", "dcgan-vs-sagan", "--out", str(out), "--data-dir", data, "--inception", inc,
-          "--epochs", "2", "--fid-every", "1", "--fid-n", "64", "--ref-n", "64",
-          "--standard-n", "64", "--standard-ref", "test[1000:1064]", "--set", "data.limit=128",
-          "--no-progress"])
+          "--epochs", "100", "--minutes", "0.1", "--fid-n", "64", "--select-ref",
+          "test[5000:5064]", "--ref-n", "64", "--draws", "2", "--standard-n", "64",
+          "--standard-ref", "test[1000:1064]", "--set", "data.limit=128", "--no-progress"])
     rec = json.loads((out / "study.json").read_text())
-    assert [(r["run"], r["which"]) for r in rec["rows"]] == [
+    assert [(r["model"], r["which"]) for r in rec["rows"]] == [
         ("sndcgan", "best"), ("sndcgan", "final"), ("sagan", "best"), ("sagan", "final")]
-    assert all(np.isfinite(r["fid_reference_protocol"]) for r in rec["rows"])
+    assert all(len(r["fid_ref"]["values"]) == 2 for r in rec["rows"])
+    for m in ("sndcgan", "sagan"):
+        ends = [r for r in read_jsonl(out / m / "seed-0" / "metrics.jsonl") if r["kind"] == "end"]
+        assert ends[-1]["reason"] == "budget"
     assert set(rec["baselines"]) >= {"train_vs_train", "test_vs_test", "train_vs_test"}
     html = (out / "report.html").read_text()
     assert "reference protocol" in html and "best generator" in html
@@ -124,9 +117,18 @@ def test_cifar10_as_a_png_folder_scores_zero_against_the_pickles(tmp_path, capsy
     assert abs(rec["fid"]) < 1e-3
 
 
-def test_cpu_preset_learns_on_real_data(tmp_path, capsys):
-    """The `cpu` preset, 300 steps on real CIFAR-10: the EMA generator's FID (300 samples vs
-    300 test images, real network) must fall well below the untrained generator's."""
+# Steps per preset: enough for FID to fall clearly on this budget (measured on a 2-core
+# Xeon, docs/design2.md); the tanh critics must also stay off their +-1 bounds (the sndcgan /
+# sagan failure of issue 21 pinned them by step 100).
+LEARN_STEPS = {"cpu": 300, "dcgan": 150, "sndcgan": 150, "sagan": 100, "sngan": 100,
+               "sngan-resnet": 60, "sagan-resnet": 60}
+
+
+@pytest.mark.parametrize("preset", list(LEARN_STEPS))
+def test_every_preset_learns_on_real_data(tmp_path, preset):
+    """Each preset, a few hundred steps on real CIFAR-10: the (EMA) generator's FID (300
+    samples vs 300 test images, real network) must fall well below the untrained
+    generator's, and a tanh critic's outputs must not be pinned at +-1."""
     import torch
 
     from gankit.config import resolve
@@ -137,16 +139,30 @@ def test_cpu_preset_learns_on_real_data(tmp_path, capsys):
     from gankit.models import build_generator
 
     data, inc = real_paths()
-    cfg = resolve("cpu")
-    run = tmp_path / "cpu"
-    _cli(["train", "--preset", "cpu", "--data-dir", data, "--inception", inc, "--out", str(run),
-          "--epochs", "1", "--set", f"data.limit={300 * cfg.train.batch_size}", "--fid-every",
-          "1", "--fid-n", "300", "--fid-ref", "test[0:300]", "--no-progress"])
-    (fid,) = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "fid"]
+    cfg = resolve(preset)
+    steps = LEARN_STEPS[preset]
+    real_per_step = cfg.train.n_real * cfg.optim.n_dis
+    run = tmp_path / preset
+    _cli(["train", "--preset", preset, "--data-dir", data, "--inception", inc, "--out", str(run),
+          "--epochs", "1", "--set", f"data.limit={steps * real_per_step}", "--fid-every",
+          "1", "--fid-n", "300", "--fid-ref", "test[0:300]", "--set", "train.log_every=10",
+          # fixed speed settings: no tuner measurements in a test (bf16 is what it picks here)
+          "--set", "perf.precision=bf16", "--set", "perf.channels_last=true",
+          "--set", "perf.threads=2", "--no-progress"])
+    recs = read_jsonl(run / "metrics.jsonl")
+    (fid,) = [r for r in recs if r["kind"] == "fid"]
     torch.manual_seed(cfg.train.seed)  # the trainer's init seed: the weights it started from
     g0 = build_generator(cfg.generator).eval()
     ext = FeatureExtractor(inc)
     ref = source_stats(load_source("cifar10:test[0:300]", data_dir=data), ext)[0]
     fid0 = fid_from_stats(Stats.from_features(ext(sample_images(g0, 300, 12345))), ref)
-    assert fid["step"] == 300 and fid["n"] == 300
+    assert fid["step"] == steps and fid["n"] == 300
+    assert (run / "samples" / "epoch-000001.png").is_file() and (run / "loss.png").is_file()
+    assert (run / "checkpoints" / "epoch-000001.safetensors").is_file()
+    print(f"LEARN {preset} steps={steps} fid={fid['fid']:.1f} fid0={fid0:.1f} "
+          f"ratio={fid['fid'] / fid0:.3f} train_s={fid['wall_time']:.0f}")
     assert fid["fid"] < 0.75 * fid0, (fid["fid"], fid0)
+    if cfg.discriminator.output == "tanh":  # d_loss_real = -mean D(real), d_loss_fake = mean D(fake)
+        last = [r for r in recs if r["kind"] == "step"][-3:]
+        for r in last:
+            assert abs(r["d_loss_real"]) < 0.97 and abs(r["d_loss_fake"]) < 0.97, r

@@ -38,3 +38,22 @@ def test_runs_on_a_missing_folder_is_one_error_line(tmp_path, capsys):
         main(["runs", str(tmp_path / "nope")])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1 and "is not a folder" in err[0]
+
+
+def test_seed_folders_are_grouped_with_hand_computed_spread():
+    import math
+
+    from gankit.reports.runs import group_seeds
+
+    rows = [{"run": f"sweep/runs/a/seed-{s}", "best_fid": f, "status": "finished"}
+            for s, f in enumerate([40.0, 44.0, 45.0])]
+    rows.append({"run": "sweep/runs/b/seed-0", "best_fid": None, "status": "interrupted"})
+    rows.append({"run": "elsewhere/plain", "best_fid": 30.0, "status": "finished"})
+    groups = {g["group"]: g for g in group_seeds(rows)}
+    assert set(groups) == {"sweep/runs/a", "sweep/runs/b"}
+    a = groups["sweep/runs/a"]["best_fid"]
+    sd = math.sqrt(((40 - 43) ** 2 + (44 - 43) ** 2 + (45 - 43) ** 2) / 2)
+    half = 4.302652729911275 * sd / math.sqrt(3)  # t(0.975, 2)
+    assert a["mean"] == 43.0 and a["std"] == pytest.approx(sd)
+    assert a["ci95"] == pytest.approx([43 - half, 43 + half])
+    assert groups["sweep/runs/a"]["seeds"] == [0, 1, 2] and groups["sweep/runs/b"]["best_fid"] is None

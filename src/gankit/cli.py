@@ -327,8 +327,12 @@ def report(runs, out, title, epochs, baselines) -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--data-dir", type=click.Path(path_type=Path), help=DATA_HELP)
 @click.option("--inception", type=click.Path(path_type=Path), help=INCEPTION_HELP)
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True),
+              help="training budget per variant and seed (overrides the file's minutes)")
+@click.option("--seeds", type=click.IntRange(min=1),
+              help="train every variant with seeds 0..K-1 (overrides the file's seeds)")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def sweep(spec, out, data_dir, inception, progress) -> None:
+def sweep(spec, out, data_dir, inception, minutes, seeds, progress) -> None:
     """Train and FID-score the variants in SPEC (a YAML file, or a shipped sweep name)."""
     from importlib import resources
 
@@ -340,9 +344,11 @@ def sweep(spec, out, data_dir, inception, progress) -> None:
         if not shipped.is_file():
             raise GankitError(f"sweep file not found: {spec}")
         path = Path(str(shipped))
-    results = run_sweep(path, out, data_dir, inception, progress)
+    from gankit.metrics.protocol import fmt
+
+    results = run_sweep(path, out, data_dir, inception, progress, minutes=minutes, seeds=seeds)
     for r in results:
-        click.echo(f"{r['best_fid']:8.2f}  (epoch {r['best_epoch']})  {r['name']}")
+        click.echo(f"{fmt(r['best']):>16s}  ({len(r['seeds'])} seed(s))  {r['name']}")
     click.echo(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'report.html'}")
 
 
@@ -352,48 +358,66 @@ def sweep(spec, out, data_dir, inception, progress) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), help=DATA_HELP)
 @click.option("--inception", type=click.Path(path_type=Path), help=INCEPTION_HELP)
 @click.option("--epochs", type=click.IntRange(min=1), default=400, show_default=True)
-@click.option("--fid-every", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--fid-n", type=click.IntRange(min=2), default=1000, show_default=True,
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True),
+              help="training budget per model and seed (train.minutes); the run stops within "
+              "one step of it and resumes where it stopped")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="train each model with seeds 0..K-1; tables give mean ± std and a 95% "
+              "interval")
+@click.option("--fid-every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="epochs between FIDs during training (the curve)")
+@click.option("--fid-n", type=click.IntRange(min=2), default=500, show_default=True,
               help="generated images per FID during training")
+@click.option("--select-ref", default="test[5000:6000]", show_default=True,
+              help="the split whose FID picks the best checkpoint (disjoint from the reported)")
 @click.option("--ref-n", type=click.IntRange(min=2, max=5000), default=1000, show_default=True,
-              help="N of the reference design's protocol (N generated vs N test)")
+              help="N of the reference design's protocol (N generated vs test[0:N])")
+@click.option("--draws", type=click.IntRange(min=1), default=5, show_default=True,
+              help="sample draws averaged in the reference protocol")
 @click.option("--standard-n", type=click.IntRange(min=2), default=10000, show_default=True)
 @click.option("--standard-ref", default="train", show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def study(name, out, data_dir, inception, epochs, fid_every, fid_n, ref_n, standard_n,
-          standard_ref, overrides, progress) -> None:
-    """Reproduce reference design 2: sndcgan vs sagan with FID tracking and a report."""
-    from gankit.study import run_study
+def study(name, out, data_dir, inception, epochs, minutes, seeds, fid_every, fid_n, select_ref,
+          ref_n, draws, standard_n, standard_ref, overrides, progress) -> None:
+    """Reproduce reference design 2: sndcgan vs sagan under its protocol, with a report."""
+    from gankit.metrics.protocol import fmt
+    from gankit.study import Protocol, run_study
 
-    rows = run_study(out, data_dir, inception, epochs=epochs, fid_every=fid_every, fid_n=fid_n,
-                     ref_n=ref_n, standard_n=standard_n, standard_ref=standard_ref,
-                     overrides=list(overrides), progress=progress)
-    for r in rows:
-        click.echo(f"{r['run']:8s} {r['which']:5s} epoch {r['epoch']:4d}  "
-                   f"FID ref-protocol {r['fid_reference_protocol']:.2f}  "
-                   f"standard {r['fid_standard']:.2f}")
-    click.echo(f"wrote {out / 'report.html'}")
+    protocol = Protocol(fid_every=fid_every, track_n=fid_n, select=select_ref, ref_n=ref_n,
+                        draws=draws, standard_n=standard_n, standard_ref=standard_ref)
+    res = run_study(out, data_dir, inception, epochs=epochs, minutes=minutes, seeds=seeds,
+                    protocol=protocol, overrides=list(overrides), progress=progress)
+    for s in res["summary"]:
+        click.echo(f"{s['model']:8s} {s['which']:5s} ({s['seeds']} seed(s))  "
+                   f"FID-{ref_n} vs test {fmt(s['fid_ref'])}  "
+                   f"FID-{standard_n} vs {standard_ref} {fmt(s['fid_standard'])}")
+    click.echo(f"wrote {out / 'study.json'}, {out / 'report.html'}")
 
 
 @cli.command()
 @click.argument("root", required=False, default="runs", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="one JSON list instead of the table")
 def runs(root, as_json) -> None:
-    """Every run under ROOT (default ./runs): progress, best FID, wall time, status."""
+    """Every run under ROOT (default ./runs): progress, best FID, wall time, status; runs in
+    NAME/seed-S folders also grouped per NAME (mean ± std over seeds)."""
     import json
 
-    from gankit.reports.runs import find_runs, summarize, table
+    from gankit.reports.runs import find_runs, group_seeds, group_table, summarize, table
 
     if not root.is_dir():
         raise GankitError(f"{root} is not a folder; pass the folder that holds your runs")
     rows = [summarize(r) for r in find_runs(root)]
+    groups = group_seeds(rows)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps({"runs": rows, "seed_groups": groups} if groups else rows,
+                              indent=2))
     elif not rows:
         click.echo(f"no gankit runs under {root}")
     else:
         click.echo(table(rows))
+        if groups:
+            click.echo("\nseed groups (mean ± std of the best FIDs):\n" + group_table(groups))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -43,6 +43,9 @@ class GeneratorConfig(_Strict):
     latent_dim: int = Field(100, ge=1, le=4096)
     base_channels: int = Field(256, ge=1, description="channels of the 4x4 dense projection")
     widths: list[int] = Field(default_factory=lambda: [128, 128, 128], min_length=1)
+    strides: list[int] | None = Field(
+        None, description="per-layer (dcgan arch): 2 upsamples (transposed conv), 1 keeps the "
+        "size (an odd-kernel conv: reference design 2's extra same-size layer); default all 2")
     kernel_size: int = Field(4, ge=2, le=8)
     norm: Literal["batch", "none"] = "none"
     activation: Literal["leakyrelu", "relu", "none"] = "leakyrelu"
@@ -62,7 +65,24 @@ class GeneratorConfig(_Strict):
                              "kernel with 'same' padding changes the image size")
         if any(w < 1 for w in self.widths):
             raise ValueError("generator.widths must be positive")
+        if self.strides is not None:
+            if len(self.strides) != len(self.widths) or any(s not in (1, 2) for s in self.strides):
+                raise ValueError("generator.strides needs one entry (1 or 2) per entry of widths")
+            if self.arch == "resnet":
+                raise ValueError("generator.strides applies to arch=dcgan only: every ResNet "
+                                 "up-block upsamples")
         return self
+
+    def layer_strides(self) -> list[int]:
+        return list(self.strides) if self.strides else [2] * len(self.widths)
+
+    def resolutions(self) -> list[int]:
+        """The feature-map size after each layer (from the 4x4 projection)."""
+        out, res = [], 4
+        for s in self.layer_strides():
+            res *= s
+            out.append(res)
+        return out
 
 
 class DiscriminatorConfig(_Strict):
@@ -279,9 +299,11 @@ class Config(_Strict):
         r = self.data.resolution
         g, d = self.generator, self.discriminator
         needed = (r // 4).bit_length() - 1
-        extra = needed - len(g.widths)
-        if extra > 0 and len(g.widths) == (BASE_RESOLUTION // 4).bit_length() - 1:
-            g = g.model_validate({**g.model_dump(), "widths": g.widths + [g.widths[-1]] * extra})
+        ups = g.layer_strides().count(2)
+        extra = needed - ups
+        if extra > 0 and ups == (BASE_RESOLUTION // 4).bit_length() - 1:
+            g = g.model_validate({**g.model_dump(), "widths": g.widths + [g.widths[-1]] * extra,
+                                  "strides": None if g.strides is None else g.strides + [2] * extra})
             d = d.model_validate({
                 **d.model_dump(), "widths": [d.widths[0]] * extra + d.widths,
                 "strides": [2] * extra + d.strides,
@@ -289,14 +311,15 @@ class Config(_Strict):
                 "norms": None if d.norms is None else [d.norms[0]] * extra + d.norms})
             # Validated above; plain assignment would re-run this validator (validate_assignment).
             self.__dict__.update(generator=g, discriminator=d)
-        if len(g.widths) != needed:
+        ups = g.layer_strides().count(2)
+        if ups != needed:
             raise ValueError(
-                f"generator.widths has {len(g.widths)} upsampling stages, giving "
-                f"{4 * 2 ** len(g.widths)}x{4 * 2 ** len(g.widths)} images; data.resolution {r} "
+                f"generator.widths has {ups} upsampling stages, giving "
+                f"{4 * 2 ** ups}x{4 * 2 ** ups} images; data.resolution {r} "
                 f"needs {needed}" + ("" if r == BASE_RESOLUTION else
                                      " (or 3, the 32-px form, which gains stages)")
             )
-        produced = {4 * 2 ** (i + 1) for i in range(len(g.widths))}
+        produced = set(g.resolutions())
         bad = sorted(set(g.attention) - produced)
         if bad:
             raise ValueError(f"generator.attention {bad} not among resolutions {sorted(produced)}")

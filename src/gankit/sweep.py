@@ -1,9 +1,12 @@
 """``gankit sweep``: train variants of a base preset, score each by FID, tabulate.
 
-A sweep file names a base preset, shared overrides, FID settings, and variants given as a
-list and/or a grid (cartesian product of key lists). Each variant trains in
-``OUT/runs/NAME``; a finished variant leaves ``result.json`` and is skipped on re-runs, an
-interrupted one is resumed from its last checkpoint.
+A sweep file names a base preset, shared overrides, a budget (``epochs`` and/or ``minutes``
+per variant), ``seeds``, FID settings, and variants given as a list and/or a grid (cartesian
+product of key lists). Each variant trains once per seed in ``OUT/runs/NAME/seed-S``; a
+finished run leaves ``result.json`` and is skipped on re-runs, an interrupted one resumes from
+its last checkpoint. Scoring follows :mod:`gankit.metrics.protocol`: the final generator (and,
+when FID is tracked, the best one, chosen on ``fid.select``) is scored on ``fid.ref`` as the
+mean of ``fid.draws`` sample draws; variants rank by the mean over seeds.
 """
 
 from __future__ import annotations
@@ -21,13 +24,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gankit.config import Config, resolve
 from gankit.errors import GankitError
 from gankit.io import read_jsonl, write_json, write_text
+from gankit.metrics.protocol import check_disjoint, draw_fids, fmt, summarize
 
 
 class FidSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    n: int = Field(1000, ge=2)
+    n: int = Field(1000, ge=2, description="generated images per reported FID draw")
     ref: str = "test[0:1000]"
-    every: int = Field(0, ge=0, description="0: only after the last epoch")
+    draws: int = Field(5, ge=1, description="sample draws averaged per reported FID")
+    every: int = Field(0, ge=0, description="epochs between FIDs during training, on select; "
+                       "0: none, and the final generator is the only one scored")
+    track_n: int = Field(500, ge=2, description="generated images per FID during training")
+    select: str = Field("test[5000:6000]", description="the split that picks the best checkpoint")
     mode: str = "tf"
 
 
@@ -41,6 +49,8 @@ class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     base: str
     epochs: int = Field(30, ge=1)
+    minutes: float | None = Field(None, gt=0, description="training budget per variant and seed")
+    seeds: int = Field(1, ge=1)
     set: dict[str, Any] = Field(default_factory=dict)
     fid: FidSpec = Field(default_factory=FidSpec)
     variants: list[Variant] = Field(default_factory=list)
@@ -88,78 +98,156 @@ def load_spec(path: Path) -> SweepSpec:
         raise GankitError(f"invalid sweep file {path}: {msgs}") from None
 
 
-def variant_config(spec: SweepSpec, v: Variant) -> Config:
-    sets = {**spec.set, **v.set, "train.epochs": spec.epochs, "train.fid_n": spec.fid.n,
-            "train.fid_ref": spec.fid.ref, "train.fid_every": spec.fid.every or spec.epochs,
-            "train.fid_mode": spec.fid.mode}
+def variant_config(spec: SweepSpec, v: Variant, seed: int = 0) -> Config:
+    """The variant's config for one seed: tracking FID (if any) runs on ``fid.select``."""
+    f = spec.fid
+    sets = {"train.seed": seed, **spec.set, **v.set, "train.epochs": spec.epochs,
+            "train.minutes": spec.minutes, "train.fid_n": f.track_n, "train.fid_ref": f.select,
+            "train.fid_every": f.every, "train.fid_mode": f.mode}
+    if v.set.get("train.seed", spec.set.get("train.seed")) is not None:
+        raise GankitError(f"variant {v.name}: train.seed is set by the sweep's seeds, not by set")
     cfg = resolve(spec.base, [f"{k}={json.dumps(val)}" for k, val in sets.items()])
     return cfg.model_copy(update={"name": v.name})
 
 
 def run_sweep(spec_path: Path, out: Path, data_dir: str | Path | None,
-              inception: str | Path | None, progress: bool = True) -> list[dict[str, Any]]:
-    from gankit.metrics.training import TrainingFID
+              inception: str | Path | None, progress: bool = True, *,
+              minutes: float | None = None, seeds: int | None = None) -> list[dict[str, Any]]:
+    """Train and score every variant x seed (``minutes`` / ``seeds`` override the file's)."""
     from gankit.reports.plots import plot_run
     from gankit.training.loop import load_training_images, train
 
     spec = load_spec(spec_path)
+    spec = spec.model_copy(update={k: v for k, v in (("minutes", minutes), ("seeds", seeds))
+                                   if v is not None})
+    check_disjoint(spec.fid.select, spec.fid.ref)
     variants = expand(spec)
-    cfgs = {v.name: variant_config(spec, v) for v in variants}  # validate all before training
+    cfgs = {(v.name, s): variant_config(spec, v, s)  # validate all before training
+            for v in variants for s in range(spec.seeds)}
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "sweep.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     # Each variant trains on its own data (data.split/limit may differ); loads are shared.
     images: dict[tuple, Any] = {}
     evaluators: dict[tuple, Any] = {}
-    results = []
+    per_run = []
     for v in variants:
-        run = out / "runs" / v.name
-        done = run / "result.json"
-        if done.is_file():
-            results.append(json.loads(done.read_text()))
-            continue
-        cfg = cfgs[v.name]
-        d = cfg.data
-        data_key = (d.dataset, d.split, d.limit, d.resolution, d.resize_filter)
-        if data_key not in images:
-            images[data_key] = load_training_images(cfg, data_dir)
-        fid_key = (cfg.train.fid_n, cfg.train.fid_ref, cfg.train.fid_mode, cfg.train.fid_pr,
-                   d.dataset, d.resolution, d.resize_filter)
-        if fid_key not in evaluators:
-            evaluators[fid_key] = TrainingFID(cfg, data_dir, inception)
-        train(cfg, run, images[data_key], resume=(run / "config.yaml").is_file(),
-              progress=progress, evaluator=evaluators[fid_key], on_epoch=plot_run)
-        fids = [r for r in read_jsonl(run / "metrics.jsonl") if r.get("kind") == "fid"]
-        best = min(fids, key=lambda r: r["fid"])
-        res = {"name": v.name, "set": v.set, "best_fid": best["fid"], "best_epoch": best["epoch"],
-               "final_fid": fids[-1]["fid"], "epochs": spec.epochs, "fid_n": spec.fid.n,
-               "fid_ref": spec.fid.ref}
-        write_json(done, res)
-        results.append(res)
-    results.sort(key=lambda r: r["best_fid"])
-    _write_tables(out, results)
+        for s in range(spec.seeds):
+            run = out / "runs" / v.name / f"seed-{s}"
+            done = run / "result.json"
+            if done.is_file():
+                per_run.append(json.loads(done.read_text()))
+                continue
+            cfg = cfgs[(v.name, s)]
+            d = cfg.data
+            data_key = (d.dataset, d.split, d.limit, d.resolution, d.resize_filter)
+            if data_key not in images:
+                images[data_key] = load_training_images(cfg, data_dir)
+            fid_key = (cfg.train.fid_mode, d.dataset, d.resolution, d.resize_filter)
+            if fid_key not in evaluators:
+                evaluators[fid_key] = _Scorer(cfg, spec.fid, data_dir, inception)
+            scorer = evaluators[fid_key]
+            train(cfg, run, images[data_key], resume=(run / "config.yaml").is_file(),
+                  progress=progress, evaluator=scorer.tracker if spec.fid.every else None,
+                  on_epoch=plot_run)
+            res = {"name": v.name, "seed": s, "set": v.set, **scorer.score(run)}
+            write_json(done, res)
+            per_run.append(res)
+    results = aggregate(per_run, [v.name for v in variants])
+    write_json(out / "results.json", {"sweep": spec.model_dump(mode="json"), "runs": per_run,
+                                      "variants": results})
+    _write_tables(out, results, spec)
     from gankit.reports.html import render
 
-    render([out / "runs" / r["name"] for r in results], out / "report.html",
-           title=f"gankit sweep: {spec.base}, {len(results)} variants",
-           extra_tables=[table(results)])
+    render([out / "runs" / r["name"] / f"seed-{s}" for r in results for s in range(spec.seeds)],
+           out / "report.html", title=f"gankit sweep: {spec.base}, {len(results)} variants",
+           extra_tables=[table(results, spec)])
     return results
 
 
-def table(results: list[dict[str, Any]]) -> dict[str, Any]:
-    header = ["rank", "variant", "overrides", "best FID", "best epoch", "final FID"]
+class _Scorer:
+    """The reported side of a sweep: tracking FID on ``fid.select`` during training, then
+    ``fid.draws`` draws of ``fid.n`` samples of the best and final generators vs ``fid.ref``."""
+
+    def __init__(self, cfg: Config, fid: FidSpec, data_dir, inception) -> None:
+        from gankit.metrics.sources import load_source, source_stats
+        from gankit.metrics.training import TrainingFID, reference_spec
+
+        self.tracker = TrainingFID(cfg, data_dir, inception)
+        self.fid = fid
+        report = cfg.model_copy(update={"train": cfg.train.model_copy(update={"fid_ref": fid.ref})})
+        src = load_source(reference_spec(report), data_dir=data_dir,
+                          resolution=cfg.data.resolution, resize_filter=cfg.data.resize_filter)
+        self.ref = source_stats(src, self.tracker.ext)[0]
+
+    def score(self, run: Path) -> dict[str, Any]:
+        from gankit.generate import load_generator
+        from gankit.training import checkpoint
+
+        final_path = checkpoint.resume_checkpoints(run / "checkpoints")[-1][1]
+        recs = read_jsonl(run / "metrics.jsonl")
+        fids = [r for r in recs if r.get("kind") == "fid"]
+        out: dict[str, Any] = {"fid_n": self.fid.n, "fid_ref": self.fid.ref,
+                               "draws": self.fid.draws, "select": self.fid.select if fids else None,
+                               "step": max((r.get("step", 0) for r in recs), default=0),
+                               "wall_seconds": max((r.get("wall_time", 0.0) for r in recs),
+                                                   default=0.0)}
+        g, _, out["final_epoch"] = load_generator(final_path)
+        out["final"] = summarize(draw_fids(g, self.tracker.ext, self.ref, self.fid.n,
+                                           self.fid.draws))
+        if fids:
+            best = min(fids, key=lambda r: r["fid"])
+            g, _, out["best_epoch"] = load_generator(run / "checkpoints" / "best.safetensors")
+            out["best"] = summarize(draw_fids(g, self.tracker.ext, self.ref, self.fid.n,
+                                              self.fid.draws))
+            out["best_select_fid"] = best["fid"]
+        else:  # nothing tracked: the final generator is the only candidate
+            out["best"], out["best_epoch"] = out["final"], out["final_epoch"]
+        return out
+
+
+def aggregate(per_run: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """One row per variant: the seeds' draw-means summarised (mean, std, 95% interval),
+    sorted by the mean FID of the best generator."""
+    rows = []
+    for name in names:
+        mine = sorted((r for r in per_run if r["name"] == name), key=lambda r: r["seed"])
+        rows.append({"name": name, "set": mine[0]["set"], "seeds": [r["seed"] for r in mine],
+                     "best": summarize([r["best"]["mean"] for r in mine]),
+                     "final": summarize([r["final"]["mean"] for r in mine]),
+                     "best_epoch": [r["best_epoch"] for r in mine],
+                     "wall_seconds": summarize([r["wall_seconds"] for r in mine])["mean"]})
+    return sorted(rows, key=lambda r: r["best"]["mean"])
+
+
+def _interval(s: dict[str, Any]) -> str:
+    return "" if s["ci95"] is None else f"[{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
+
+
+def table(results: list[dict[str, Any]], spec: SweepSpec) -> dict[str, Any]:
+    f = spec.fid
+    budget = (f"{spec.minutes:g} min, at most {spec.epochs} epochs," if spec.minutes
+              else f"{spec.epochs} epochs")
+    header = ["rank", "variant", "overrides", "seeds", f"best FID-{f.n} (mean ± std)",
+              "95% interval", "best epoch", f"final FID-{f.n}", "wall (min)"]
     rows = [[i + 1, r["name"], ", ".join(f"{k}={json.dumps(v)}" for k, v in r["set"].items()),
-             f"{r['best_fid']:.2f}", r["best_epoch"], f"{r['final_fid']:.2f}"]
+             len(r["seeds"]), fmt(r["best"]), _interval(r["best"]),
+             "/".join(f"{e:g}" for e in r["best_epoch"]), fmt(r["final"]),
+             f"{r['wall_seconds'] / 60:.1f}"]
             for i, r in enumerate(results)]
-    return {"title": "Sweep results (sorted by best FID)", "header": header, "rows": rows}
+    select = (f"best chosen by FID-{f.track_n} on {f.select} every {f.every} epoch(s)"
+              if f.every else "no tracking: best = final")
+    return {"title": f"Sweep results, sorted by best FID ({budget} per variant and seed; FID "
+                     f"{f.n} vs {f.ref}, mean of {f.draws} draws; {select})",
+            "header": header, "rows": rows}
 
 
-def _write_tables(out: Path, results: list[dict[str, Any]]) -> None:
-    t = table(results)
+def _write_tables(out: Path, results: list[dict[str, Any]], spec: SweepSpec) -> None:
+    t = table(results, spec)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(t["header"])
     w.writerows(t["rows"])
     write_text(out / "results.csv", buf.getvalue())
-    md = ["| " + " | ".join(t["header"]) + " |", "|" + "---|" * len(t["header"])]
+    md = [f"{t['title']}\n", "| " + " | ".join(t["header"]) + " |", "|" + "---|" * len(t["header"])]
     md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in t["rows"]]
     write_text(out / "results.md", "\n".join(md) + "\n")

@@ -1,7 +1,8 @@
 """DCGAN-style generator and discriminator, configurable enough to express every preset.
 
 G: dense projection to ``base_channels x 4 x 4`` -> one stride-2 transposed conv per entry
-of ``widths`` (each followed by norm + activation, attention where asked) -> conv to RGB ->
+of ``widths`` (a same-size odd-kernel conv where ``strides`` says 1; each followed by norm +
+activation, attention after the last layer at a listed resolution) -> conv to RGB ->
 tanh. D: one conv per entry of ``widths``/``strides`` (norm + activation, attention where
 asked) -> flatten -> dropout -> linear to one output, times ``head_gain``, tanh where asked.
 D returns the *logit* when its output is ``sigmoid``: the BCE loss applies the sigmoid
@@ -26,6 +27,12 @@ from gankit.models.layers import (
 )
 
 
+def _attends(sizes: list[int], i: int, attention: list[int]) -> bool:
+    """Attention follows the *last* layer at a listed resolution (once per resolution, even
+    where same-size layers repeat it)."""
+    return sizes[i] in attention and (i + 1 == len(sizes) or sizes[i + 1] != sizes[i])
+
+
 class Generator(nn.Module):
     def __init__(self, cfg: GeneratorConfig, sn_impl: SNImpl = "parametrization") -> None:
         super().__init__()
@@ -37,21 +44,17 @@ class Generator(nn.Module):
             norm2d(cfg.norm, self.base), activation(cfg.activation, cfg.leaky_slope)
         )
         layers: list[nn.Module] = []
-        cin, res = self.base, 4
+        cin = self.base
         k = cfg.kernel_size
         pad = (k - 1) // 2
-        for w in cfg.widths:
-            res *= 2
-            layers += [
-                maybe_sn(
-                    nn.ConvTranspose2d(cin, w, k, 2, pad, output_padding=2 - k + 2 * pad),
-                    sn,
-                    sn_impl,
-                ),
-                norm2d(cfg.norm, w),
-                activation(cfg.activation, cfg.leaky_slope),
-            ]
-            if res in cfg.attention:
+        same_k = k if k % 2 else k - 1  # a same-size layer needs an odd kernel
+        res = cfg.resolutions()
+        for i, (w, s) in enumerate(zip(cfg.widths, cfg.layer_strides(), strict=True)):
+            conv = (nn.ConvTranspose2d(cin, w, k, 2, pad, output_padding=2 - k + 2 * pad)
+                    if s == 2 else nn.Conv2d(cin, w, same_k, 1, same_k // 2))
+            layers += [maybe_sn(conv, sn, sn_impl), norm2d(cfg.norm, w),
+                       activation(cfg.activation, cfg.leaky_slope)]
+            if _attends(res, i, cfg.attention):
                 layers.append(SelfAttention(w, sn, cfg.attention_pool, sn_impl))
             cin = w
         layers += [
@@ -72,8 +75,9 @@ class Discriminator(nn.Module):
         sn = cfg.spectral_norm
         layers: list[nn.Module] = []
         cin, res = 3, resolution
-        for w, s, k, nm in zip(cfg.widths, cfg.strides, cfg.layer_kernels(), cfg.layer_norms(),
-                               strict=True):
+        sizes = cfg.resolutions(resolution)
+        for i, (w, s, k, nm) in enumerate(zip(cfg.widths, cfg.strides, cfg.layer_kernels(),
+                                              cfg.layer_norms(), strict=True)):
             res //= s
             layers += [
                 # (k-1)//2 keeps the size at stride 1 (odd k) and halves it at stride 2 (k=3, 4)
@@ -81,7 +85,7 @@ class Discriminator(nn.Module):
                 norm2d(nm, w),
                 activation(cfg.activation, cfg.leaky_slope),
             ]
-            if res in cfg.attention:
+            if _attends(sizes, i, cfg.attention):
                 layers.append(SelfAttention(w, sn, cfg.attention_pool, sn_impl))
             cin = w
         self.features = nn.Sequential(*layers)

@@ -20,7 +20,6 @@ from gankit.config import BASE_RESOLUTION, DiscriminatorConfig, GeneratorConfig
 from gankit.models.attention import SelfAttention
 from gankit.models.layers import SNImpl, activation, critic_output, head_gain, maybe_sn, norm2d
 
-
 # SNGAN's xavier scheme (Miyato et al.'s chainer code, Mimicry): gain sqrt(2) on the two 3x3
 # convs of each residual branch (they feed a ReLU), 1 on shortcuts, the dense layer, the RGB
 # conv and the head. ``init_weights`` reads the tag; other schemes ignore it.

@@ -1,4 +1,5 @@
-"""``gankit runs``: one line per run folder below a directory, read from its files only.
+"""``gankit runs``: one line per run folder below a directory, read from its files only,
+then one line per group of seeds (``NAME/seed-S`` folders, as ``sweep`` and ``study`` write).
 
 Status: ``running`` while the training process that wrote ``running.pid`` is alive;
 ``finished`` when the last record ends the run by its epochs or time budget; otherwise
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +110,39 @@ def table(rows: list[dict[str, Any]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
     fmt = "  ".join(f"{{:{w}}}" for w in widths)
     return "\n".join(fmt.format(*row) for row in [header, *lines])
+
+
+_SEED_DIR = re.compile(r"^seed-(\d+)$")
+
+
+def group_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs in ``NAME/seed-S`` folders grouped by ``NAME``: seeds, statuses and the best FIDs
+    as mean, std and 95% interval (``gankit.metrics.protocol.summarize``)."""
+    from gankit.metrics.protocol import summarize as stats
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        path = Path(r["run"])
+        m = _SEED_DIR.match(path.name)
+        if m:
+            groups.setdefault(str(path.parent), []).append({**r, "seed": int(m.group(1))})
+    out = []
+    for name, members in groups.items():
+        fids = [m["best_fid"] for m in members if m["best_fid"] is not None]
+        out.append({"group": name, "seeds": sorted(m["seed"] for m in members),
+                    "status": sorted({m["status"] for m in members}),
+                    "best_fid": stats(fids) if fids else None})
+    return out
+
+
+def group_table(groups: list[dict[str, Any]]) -> str:
+    from gankit.metrics.protocol import fmt
+
+    lines = []
+    for g in groups:
+        fid = "-" if g["best_fid"] is None else fmt(g["best_fid"])
+        ci = "" if not g["best_fid"] or g["best_fid"]["ci95"] is None else \
+            " 95% [{:.2f}, {:.2f}]".format(*g["best_fid"]["ci95"])
+        lines.append(f"{g['group']}: {len(g['seeds'])} seed(s) {g['seeds']}, best FID "
+                     f"{fid}{ci} ({'/'.join(g['status'])})")
+    return "\n".join(lines)
