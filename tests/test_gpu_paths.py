@@ -124,3 +124,37 @@ def test_a_checkpoint_with_non_finite_weights_is_refused(tiny_cfg, images, tmp_p
     with pytest.raises(NonFiniteLoss):
         tr.save(tmp_path, "x")
     assert not list(tmp_path.iterdir())
+
+
+def test_sync_bn_selection():
+    """auto: SyncBatchNorm only for batch-norm models under CUDA DDP; true on the CPU is one
+    clear error (PyTorch's SyncBatchNorm runs on GPUs only)."""
+    import torch
+
+    from gankit.errors import GankitError
+    from gankit.training.runtime import use_sync_bn
+
+    bn = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert use_sync_bn("auto", cuda, 2, bn) and use_sync_bn(True, cuda, 4, bn)
+    assert not use_sync_bn("auto", cuda, 1, bn)          # one process: nothing to sync
+    assert not use_sync_bn("auto", cuda, 2, plain)       # no batch norm
+    assert not use_sync_bn(False, cuda, 2, bn)
+    assert not use_sync_bn("auto", cpu, 2, bn)           # gloo: per-rank statistics
+    with pytest.raises(GankitError, match="needs CUDA"):
+        use_sync_bn(True, cpu, 2, bn)
+    converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(bn)
+    assert isinstance(converted[1], torch.nn.SyncBatchNorm)
+    assert set(converted.state_dict()) == set(bn.state_dict())  # checkpoints stay compatible
+
+
+def test_new_ranks_after_a_resume_get_their_own_rng_streams():
+    """Resuming an epoch checkpoint of 2 ranks with 4: ranks 2 and 3 used to copy rank 0's
+    global RNG state (identical dropout / DiffAugment draws); now each derives its own."""
+    from gankit.training.loop import rank_seed
+
+    seeds = [rank_seed(0, r, 1562) for r in range(4)]
+    assert len(set(seeds)) == 4
+    assert rank_seed(0, 2, 1562) == seeds[2]            # reproducible
+    assert rank_seed(1, 2, 1562) != seeds[2] and rank_seed(0, 2, 1563) != seeds[2]

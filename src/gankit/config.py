@@ -256,6 +256,10 @@ class PerfConfig(_Strict):
     compile: bool | Literal["auto"] = Field(
         "auto", description="auto: measured on CUDA; off on the CPU (measured slower there)")
     threads: int | None = Field(None, ge=1, description="CPU threads; unset: measured")
+    sync_bn: bool | Literal["auto"] = Field(
+        "auto", description="SyncBatchNorm under DDP (batch statistics over all ranks, as one "
+        "process at batch W x b); auto: on for batch-norm models under CUDA DDP. PyTorch "
+        "supports it on GPUs only: on CPU/gloo each rank normalises its own batch")
 
 
 class Config(_Strict):

@@ -35,7 +35,7 @@ from gankit.training import checkpoint, tuner
 from gankit.training.ema import EMA
 from gankit.training.interrupt import StopSignals
 from gankit.training.record import run_record
-from gankit.training.runtime import Runtime, all_reduce_max, gather_objects, setup
+from gankit.training.runtime import Runtime, all_reduce_max, gather_objects, setup, use_sync_bn
 from gankit.training.step import GANStep
 
 # An evaluator maps a generator to {"fid": float, ...}; built by the metrics package.
@@ -98,11 +98,26 @@ def fid_protocol(cfg: Config) -> dict[str, Any]:
     return {"n": t.fid_n, "ref": t.fid_ref.removeprefix("cifar10:"), "mode": t.fid_mode}
 
 
+def rank_seed(seed: int, rank: int, step: int) -> int:
+    """The global-RNG seed (dropout, DiffAugment, the GP's alpha) of a rank that a resumed
+    checkpoint has no state for (resuming at an epoch end with more ranks): from the run
+    seed, the rank and the step, so new ranks draw distinct streams, reproducibly, instead
+    of copying rank 0's."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+
+
 class Trainer:
     def __init__(self, cfg: Config, images: torch.Tensor, rt: Runtime | None = None) -> None:
         self.cfg, self.rt = cfg, rt or setup(cfg.perf)
         torch.manual_seed(cfg.train.seed + self.rt.rank)  # init (rank 0's wins under DDP), dropout
         g, d = build_models(cfg)
+        sync = [use_sync_bn(cfg.perf.sync_bn, self.rt.device, self.rt.world_size, m)
+                for m in (g, d)]
+        g, d = (torch.nn.SyncBatchNorm.convert_sync_batchnorm(m) if on else m
+                for m, on in zip((g, d), sync, strict=True))
+        self.sync_bn = any(sync)
         fmt = torch.channels_last if self.rt.channels_last else torch.contiguous_format
         self.g = g.to(self.rt.device, memory_format=fmt)
         self.d = d.to(self.rt.device, memory_format=fmt)
@@ -227,13 +242,17 @@ class Trainer:
                 f"{path} was written mid-epoch by {len(ranks)} process(es); resume it with the "
                 f"same number (this run has {self.rt.world_size}), or from an epoch checkpoint"
             )
-        mine = ranks[self.rt.rank] if self.rt.rank < len(ranks) else ranks[0]
+        mine = ranks[self.rt.rank] if self.rt.rank < len(ranks) else None
         try:
             self.step.load_state_dict(st["step"])
             self.data_gen.set_state(st["data_rng"])
             self.noise_gen.set_state(st["noise_rng"])
-            torch.set_rng_state(mine["torch_rng"])
-            if self.rt.device.type == "cuda" and "cuda_rng" in mine:
+            if mine is None:  # a rank the checkpoint did not have: its own stream
+                torch.manual_seed(rank_seed(self.cfg.train.seed, self.rt.rank,
+                                            int(st["global_step"])))
+            else:
+                torch.set_rng_state(mine["torch_rng"])
+            if mine is not None and self.rt.device.type == "cuda" and "cuda_rng" in mine:
                 torch.cuda.set_rng_state(mine["cuda_rng"], self.rt.device)
         except (KeyError, ValueError, RuntimeError, TypeError) as err:
             raise GankitError(f"training state of {path} does not fit this run "

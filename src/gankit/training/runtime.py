@@ -124,3 +124,19 @@ def gather_objects(obj: object, rt: Runtime) -> list[object]:
     out: list[object] = [None] * rt.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def use_sync_bn(setting: bool | str, device: torch.device, world_size: int,
+                model: torch.nn.Module) -> bool:
+    """Whether to convert batch norm to SyncBatchNorm (``perf.sync_bn``): only under DDP,
+    only where there is batch norm; ``True`` on a CPU is an error (PyTorch's SyncBatchNorm
+    runs on GPUs only), ``auto`` there means per-rank statistics."""
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if world_size < 2 or not has_bn or setting is False:
+        return False
+    if device.type != "cuda":
+        if setting is True:
+            raise GankitError("perf.sync_bn=true needs CUDA: PyTorch's SyncBatchNorm does not "
+                              "run on the CPU; use perf.sync_bn=auto (per-rank batch statistics)")
+        return False
+    return True
