@@ -24,7 +24,8 @@ def test_study_protocol_by_hand(tmp_path, fake_cifar, monkeypatch):
                  standard_n=64, standard_ref="test[1000:1064]")
     out = tmp_path / "study"
     res = run_study(out, fake_cifar, None, epochs=3, protocol=p,
-                    overrides=[*TINY, "data.limit=64"], progress=False)
+                    overrides=[*TINY, "data.limit=64", "perf.precision=fp32",
+                              "perf.channels_last=false", "perf.threads=2"], progress=False)
     assert [(r["model"], r["which"]) for r in res["rows"]] == [
         ("sndcgan", "best"), ("sndcgan", "final"), ("sagan", "best"), ("sagan", "final")]
     ext = StubExtractor()

@@ -72,6 +72,11 @@ def test_forced_settings_win_over_auto(tiny_cfg, bf16_cpu):
     out, rec = tuner.resolve(cfg, measure_fn=clock)
     assert clock.calls == [] and rec["forced"]
     assert (out.perf.precision, out.perf.channels_last, out.perf.threads) == ("bf16", False, 2)
+    # compile=auto with nothing left to tune on the CPU is off (it was bool("auto") = on)
+    assert out.perf.compile is False and rec["choice"]["compile"] is False
+    out, _ = tuner.resolve(tiny_cfg("dcgan", "perf.precision=fp32", "perf.channels_last=true",
+                                    "perf.threads=2", "perf.compile=true"), measure_fn=clock)
+    assert out.perf.compile is True and out.perf.channels_last is True
 
 
 def test_cache_hit_miss_and_invalidation(tiny_cfg, bf16_cpu, tmp_path, monkeypatch):

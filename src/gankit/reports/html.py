@@ -177,14 +177,32 @@ def render(
             if k in b:
                 base_rows.append({"name": k.replace("_", " "), "fid": _fmt(b[k]),
                                   "n": b.get("n"), "mode": b.get("mode")})
+    tables = [*(extra_tables or []), *_seed_tables(run_dirs)]
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("gankit", "reports/templates"),
         autoescape=jinja2.select_autoescape(["html"]),
     )
     html = env.get_template("report.html").render(
         title=title, runs=runs, plots=_plots(runs), config_diff=diff, baselines=base_rows,
-        extra_tables=extra_tables or [], version=gankit.__version__,
+        extra_tables=tables, version=gankit.__version__,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
     write_text(out, html)
     return out
+
+
+def _seed_tables(run_dirs: list[Path]) -> list[dict[str, Any]]:
+    """Runs in ``NAME/seed-S`` folders, grouped: the best FIDs' mean ± std and 95% interval."""
+    from gankit.metrics.protocol import fmt
+    from gankit.reports.runs import group_seeds, summarize
+
+    groups = group_seeds([summarize(Path(d)) for d in run_dirs])
+    if not groups:
+        return []
+    rows = [[g["group"], len(g["seeds"]), "-" if g["best_fid"] is None else fmt(g["best_fid"]),
+             "" if not g["best_fid"] or g["best_fid"]["ci95"] is None
+             else "[{:.2f}, {:.2f}]".format(*g["best_fid"]["ci95"]), "/".join(g["status"])]
+            for g in groups]
+    return [{"title": "Seeds: best FID during training (each run's own tracking protocol)",
+             "header": ["runs", "seeds", "best FID (mean ± std)", "95% interval", "status"],
+             "rows": rows}]

@@ -268,8 +268,10 @@ def resolve(cfg: Config, world_size: int = 1, rank: int = 0,
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(cfg.perf.device, local_rank)
     if not needs_tuning(cfg.perf, device):
-        choice = Choice(cfg.perf.precision, bool(cfg.perf.channels_last), cfg.perf.threads,
-                        bool(cfg.perf.compile))
+        # compile=auto without tuning (a CPU with the other fields set) means off, as on every
+        # CPU: bool("auto") would be True
+        choice = Choice(cfg.perf.precision, cfg.perf.channels_last is True, cfg.perf.threads,
+                        cfg.perf.compile is True)
         rec: dict[str, Any] = {"choice": asdict(choice), "label": choice.label, "forced": True}
     else:
         rec = tune(cfg, device, world_size, measure_fn) if rank == 0 else {}
