@@ -55,7 +55,8 @@ def test_small_sweep_with_real_fid_resumes(tmp_path, capsys):
     data, inc = real_paths()
     spec = tmp_path / "sweep.yaml"
     spec.write_text(
-        "base: sndcgan\nepochs: 1\nset: {data.limit: 256}\n"
+        "base: sndcgan\nepochs: 1\nset: {data.limit: 256, perf.precision: bf16, "
+        "perf.channels_last: true, perf.threads: 2}\n"  # fixed speed settings: no tuner
         "fid: {n: 100, ref: 'test[0:100]', draws: 2}\n"
         "variants:\n  - {name: base}\n  - {name: latent16, set: {generator.latent_dim: 16}}\n"
         "  - {name: attn, set: {generator.attention: [32], discriminator.attention: [32]}}\n"
@@ -83,7 +84,9 @@ def test_study_end_to_end_tiny(tmp_path, capsys):
     _cli(["study", "dcgan-vs-sagan", "--out", str(out), "--data-dir", data, "--inception", inc,
           "--epochs", "100", "--minutes", "0.1", "--fid-n", "64", "--select-ref",
           "test[5000:5064]", "--ref-n", "64", "--draws", "2", "--standard-n", "64",
-          "--standard-ref", "test[1000:1064]", "--set", "data.limit=128", "--no-progress"])
+          "--standard-ref", "test[1000:1064]", "--set", "data.limit=128",
+          "--set", "perf.precision=bf16", "--set", "perf.channels_last=true",
+          "--set", "perf.threads=2", "--no-progress"])  # fixed speed settings: no tuner
     rec = json.loads((out / "study.json").read_text())
     assert [(r["model"], r["which"]) for r in rec["rows"]] == [
         ("sndcgan", "best"), ("sndcgan", "final"), ("sagan", "best"), ("sagan", "final")]

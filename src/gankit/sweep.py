@@ -172,9 +172,13 @@ class _Scorer:
         from gankit.metrics.sources import load_source, source_stats
         from gankit.metrics.training import TrainingFID, reference_spec
 
-        self.tracker = TrainingFID(cfg, data_dir, inception)
         self.fid = fid
         report = cfg.model_copy(update={"train": cfg.train.model_copy(update={"fid_ref": fid.ref})})
+        if not fid.every:  # nothing tracked: the one reference is the reported split
+            self.tracker = TrainingFID(report, data_dir, inception)
+            self.ref = self.tracker.ref
+            return
+        self.tracker = TrainingFID(cfg, data_dir, inception)
         src = load_source(reference_spec(report), data_dir=data_dir,
                           resolution=cfg.data.resolution, resize_filter=cfg.data.resize_filter)
         self.ref = source_stats(src, self.tracker.ext)[0]
