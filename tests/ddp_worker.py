@@ -11,12 +11,14 @@ import torch
 import torch.distributed as dist
 
 from gankit.config import resolve
-from gankit.training import loop
+from gankit.training import loop, state
 from gankit.training.loop import train
 
-calls = []  # the loop's agreement collectives (signals, clock, checkpoint time), by step
+# the loop's agreement collectives (signals, clock, checkpoint time; a checkpoint's finite check)
+calls = []
 _reduce = loop.all_reduce_max
-loop.all_reduce_max = lambda flags, rt: calls.append(len(calls)) or _reduce(flags, rt)
+for module in (loop, state):
+    module.all_reduce_max = lambda flags, rt: calls.append(len(calls)) or _reduce(flags, rt)
 
 out, sets = Path(sys.argv[1]), sys.argv[2:]
 images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (128, 3, 32, 32), np.uint8))

@@ -12,8 +12,9 @@ from gankit.errors import GankitError
 from gankit.losses import gradient_penalty
 from gankit.models import build_models
 from gankit.training import runtime, tuner
-from gankit.training.loop import CLOCK_EVERY, NonFiniteLoss, Trainer, clock_due
+from gankit.training.loop import CLOCK_EVERY, NonFiniteLoss, clock_due
 from gankit.training.runtime import Runtime
+from gankit.training.state import TrainingState
 from gankit.training.step import GANStep, _adam
 
 CPU = torch.device("cpu")
@@ -117,7 +118,7 @@ def test_a_checkpoint_with_non_finite_weights_is_refused(tiny_cfg, images, tmp_p
     """save() used to check only G's weights: a NaN in D or in the EMA G was written."""
     cfg = tiny_cfg("dcgan", "ema.enabled=true", "perf.precision=fp32",
                    "perf.channels_last=false", "perf.threads=1")
-    tr = Trainer(cfg, images, Runtime(CPU, None, False))
+    tr = TrainingState(cfg, images, Runtime(CPU, None, False))
     module = {"G": tr.g, "D": tr.d, "EMA": tr.ema.model}[where]
     with torch.no_grad():
         next(module.parameters()).view(-1)[0] = float("nan")
@@ -152,7 +153,7 @@ def test_sync_bn_selection():
 def test_new_ranks_after_a_resume_get_their_own_rng_streams():
     """Resuming an epoch checkpoint of 2 ranks with 4: ranks 2 and 3 used to copy rank 0's
     global RNG state (identical dropout / DiffAugment draws); now each derives its own."""
-    from gankit.training.loop import rank_seed
+    from gankit.training.state import rank_seed
 
     seeds = [rank_seed(0, r, 1562) for r in range(4)]
     assert len(set(seeds)) == 4

@@ -37,9 +37,27 @@ class DataConfig(_Strict):
         "another size")
 
 
+def custom_arch(arch: str) -> bool:
+    """Whether ``arch`` names a network of the user's (not ``dcgan`` / ``resnet``)."""
+    return arch not in ("dcgan", "resnet")
+
+
+def _check_arch(kind: str, arch: str) -> str:
+    """``dcgan``, ``resnet``, a registered name or an import path ``module:Class`` /
+    ``file.py:Class``; a relative file path is made absolute so the run finds it again."""
+    where, sep, attr = arch.rpartition(":")
+    if sep and where.endswith(".py") and not Path(where).is_absolute():
+        return f"{Path(where).resolve()}:{attr}"
+    return arch
+
+
 class GeneratorConfig(_Strict):
-    arch: Literal["dcgan", "resnet"] = Field(
-        "dcgan", description="dcgan: transposed convs; resnet: SNGAN/BigGAN-CIFAR up-blocks")
+    arch: str = Field(
+        "dcgan", min_length=1, description="dcgan: transposed convs; resnet: SNGAN/BigGAN-CIFAR "
+        "up-blocks; or your own: a registered name or an import path my_pkg.nets:MyG / "
+        "nets.py:MyG (docs/api.md); the fields below then do not apply, kwargs does")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description=(
+        "keyword arguments of a custom arch's constructor"))
     latent_dim: int = Field(100, ge=1, le=4096)
     base_channels: int = Field(256, ge=1, description="channels of the 4x4 dense projection")
     widths: list[int] = Field(default_factory=lambda: [128, 128, 128], min_length=1)
@@ -60,6 +78,9 @@ class GeneratorConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> GeneratorConfig:
+        self.__dict__["arch"] = _check_arch("generator", self.arch)
+        if self.kwargs and not custom_arch(self.arch):
+            raise ValueError("generator.kwargs applies to a custom generator.arch only")
         if self.out_kernel % 2 == 0:
             raise ValueError(f"generator.out_kernel must be odd (got {self.out_kernel}): an even "
                              "kernel with 'same' padding changes the image size")
@@ -86,8 +107,11 @@ class GeneratorConfig(_Strict):
 
 
 class DiscriminatorConfig(_Strict):
-    arch: Literal["dcgan", "resnet"] = Field(
-        "dcgan", description="dcgan: plain convs; resnet: optimized first block + res-blocks")
+    arch: str = Field(
+        "dcgan", min_length=1, description="dcgan: plain convs; resnet: optimized first block + "
+        "res-blocks; or your own, as generator.arch")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description=(
+        "keyword arguments of a custom arch's constructor"))
     widths: list[int] = Field(default_factory=lambda: [64, 128, 128, 256], min_length=1)
     strides: list[int] = Field(default_factory=lambda: [1, 2, 2, 2], min_length=1)
     kernel_size: int = Field(3, ge=1, le=8)
@@ -114,6 +138,9 @@ class DiscriminatorConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> DiscriminatorConfig:
+        self.__dict__["arch"] = _check_arch("discriminator", self.arch)
+        if self.kwargs and not custom_arch(self.arch):
+            raise ValueError("discriminator.kwargs applies to a custom discriminator.arch only")
         if len(self.widths) != len(self.strides):
             raise ValueError("discriminator.widths and discriminator.strides differ in length")
         if self.arch == "resnet" and (self.kernel_size != 3 or self.kernels is not None
@@ -152,11 +179,31 @@ class DiscriminatorConfig(_Strict):
         return out
 
 
+BUILTIN_LOSSES = ("bce", "wasserstein", "hinge", "wgan-gp")
+
+
 class LossConfig(_Strict):
-    name: Literal["bce", "wasserstein", "hinge", "wgan-gp"] = "bce"
+    name: str = Field("bce", min_length=1, description=(
+        "bce, wasserstein, hinge, wgan-gp, a registered loss, or your own as an import path "
+        "my_pkg.losses:MyLoss / losses.py:MyLoss (docs/api.md)"))
+    kwargs: dict[str, Any] = Field(default_factory=dict, description=(
+        "keyword arguments of a custom loss's constructor"))
     g_mode: Literal["nonsaturating", "minimax"] = "nonsaturating"
     clip: float | None = Field(None, gt=0, description="WGAN weight clipping of D's parameters")
     gp_weight: float = Field(10.0, ge=0)
+    r1_gamma: float = Field(0.0, ge=0, description=(
+        "R1 penalty (gamma/2) E||grad D(real)||^2 (Mescheder et al. 2018); 0: off"))
+    r1_every: int = Field(16, ge=1, description="lazy R1: every N-th D update, times N")
+    lecam_weight: float = Field(0.0, ge=0, description=(
+        "LeCam regulariser weight (Tseng et al. 2021; 0.3 in their CIFAR runs); 0: off"))
+    lecam_decay: float = Field(0.99, ge=0.0, lt=1.0, description="LeCam anchors' EMA decay")
+
+    @model_validator(mode="after")
+    def _check(self) -> LossConfig:
+        self.__dict__["name"] = _check_arch("loss", self.name)
+        if self.kwargs and self.name in BUILTIN_LOSSES:
+            raise ValueError("loss.kwargs applies to a custom loss.name only")
+        return self
 
 
 class OptimConfig(_Strict):
@@ -278,7 +325,8 @@ class Config(_Strict):
     def _check(self) -> Config:
         self._fit_resolution()
         bce = self.loss.name == "bce"
-        if bce != (self.discriminator.output == "sigmoid"):
+        if not custom_arch(self.discriminator.arch) and self.loss.name in BUILTIN_LOSSES and \
+                bce != (self.discriminator.output == "sigmoid"):
             raise ValueError(
                 "discriminator.output=sigmoid goes with loss.name=bce only "
                 f"(got output={self.discriminator.output}, loss={self.loss.name})"
@@ -302,19 +350,35 @@ class Config(_Strict):
         """
         r = self.data.resolution
         g, d = self.generator, self.discriminator
+        g_custom, d_custom = custom_arch(g.arch), custom_arch(d.arch)
         needed = (r // 4).bit_length() - 1
         ups = g.layer_strides().count(2)
         extra = needed - ups
+        if g_custom:  # a custom G answers for its own size (checked when it is built)
+            extra, ups = 0, needed
         if extra > 0 and ups == (BASE_RESOLUTION // 4).bit_length() - 1:
             g = g.model_validate({**g.model_dump(), "widths": g.widths + [g.widths[-1]] * extra,
                                   "strides": None if g.strides is None else g.strides + [2] * extra})
-            d = d.model_validate({
+            d = d if d_custom else d.model_validate({
                 **d.model_dump(), "widths": [d.widths[0]] * extra + d.widths,
                 "strides": [2] * extra + d.strides,
                 "kernels": None if d.kernels is None else [4] * extra + d.kernels,
                 "norms": None if d.norms is None else [d.norms[0]] * extra + d.norms})
             # Validated above; plain assignment would re-run this validator (validate_assignment).
             self.__dict__.update(generator=g, discriminator=d)
+        if not g_custom:
+            self._check_generator_stages(g, needed)
+        if not d_custom:
+            d_res = d.resolutions(r)
+            if d_res[-1] < 1:
+                raise ValueError("discriminator.strides downsample below 1x1")
+            bad = sorted(set(d.attention) - set(d_res))
+            if bad:
+                raise ValueError(f"discriminator.attention {bad} not among resolutions "
+                                 f"{sorted(set(d_res))}")
+
+    def _check_generator_stages(self, g: GeneratorConfig, needed: int) -> None:
+        r = self.data.resolution
         ups = g.layer_strides().count(2)
         if ups != needed:
             raise ValueError(
@@ -327,12 +391,6 @@ class Config(_Strict):
         bad = sorted(set(g.attention) - produced)
         if bad:
             raise ValueError(f"generator.attention {bad} not among resolutions {sorted(produced)}")
-        d_res = d.resolutions(r)
-        if d_res[-1] < 1:
-            raise ValueError("discriminator.strides downsample below 1x1")
-        bad = sorted(set(d.attention) - set(d_res))
-        if bad:
-            raise ValueError(f"discriminator.attention {bad} not among resolutions {sorted(set(d_res))}")
 
 
 def lipschitz_warnings(cfg: Config) -> list[str]:
@@ -340,6 +398,8 @@ def lipschitz_warnings(cfg: Config) -> list[str]:
     saying what is wrong, why it matters and what to change. Warnings, not errors: the
     reference design trained some of them."""
     d, loss = cfg.discriminator, cfg.loss
+    if custom_arch(d.arch):  # the fields below describe the built-in D only
+        return []
     out = []
     if loss.name == "wasserstein" and not d.spectral_norm and not loss.clip and d.output != "tanh":
         out.append("loss.name=wasserstein with no spectral norm, weight clipping or penalty: the "

@@ -37,7 +37,7 @@ def load_generator(path: Path, raw: bool = False,
     parts = checkpoint.load_tensors(path)
     use_ema = not raw and "G_ema" in parts
     g_sd = parts["G_ema"] if use_ema else parts["G"]
-    g = build_generator(cfg.generator)
+    g = build_generator(cfg.generator, resolution=cfg.data.resolution)
     try:
         g.load_state_dict(g_sd)
     except RuntimeError as err:

@@ -1,57 +1,140 @@
-"""GAN losses: BCE (non-saturating / minimax), Wasserstein (+ clipping), hinge, WGAN-GP.
+"""GAN losses and D regularisers, in one registry.
 
-Each loss takes D's raw outputs on real and fake images and returns the D loss split into
-its real and fake parts (so they can be logged separately) and the G loss. Signs follow the
-convention that both players *minimise* their loss.
+A loss is a D-loss / G-loss pair on D's raw outputs (:class:`Loss`); signs follow the
+convention that both players *minimise*. A loss may bring penalties (:class:`Penalty`, e.g.
+WGAN-GP's), and ``loss.r1_gamma`` / ``loss.lecam_weight`` add R1 and LeCam to any loss.
+Built in: ``bce`` (non-saturating or minimax G), ``wasserstein`` (+ optional clipping),
+``hinge``, ``wgan-gp``. Your own: ``@register_loss("name")`` on a :class:`Loss` subclass, or
+``loss.name: my_pkg.losses:MyLoss`` / ``losses.py:MyLoss`` (constructed with ``loss.kwargs``),
+which a run records so ``--resume`` rebuilds it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from gankit.config import LossConfig
+from gankit.errors import GankitError
+from gankit.losses.penalties import R1, GradientPenalty, LeCam, Penalty, PenaltyInputs, gradient_penalty
+
+
+class Loss:
+    """Subclass and implement :meth:`d_loss` and :meth:`g_loss`.
+
+    ``wasserstein``: the loss estimates E[D(real)] - E[D(fake)], which is then logged.
+    ``penalties``: extra D terms the loss always has (WGAN-GP's gradient penalty).
+    """
+
+    wasserstein: ClassVar[bool] = False
+
+    def __init__(self, cfg: LossConfig | None = None, **kwargs: Any) -> None:
+        self.cfg = cfg or LossConfig()
+        self.penalties: list[Penalty] = []
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's loss on its outputs for real and for fake images; the D loss is their sum."""
+        raise NotImplementedError
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class BCE(Loss):
+    """-log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))); G non-saturating or minimax."""
+
+    def d_loss(self, real, fake):
+        return F.softplus(-real).mean(), F.softplus(fake).mean()
+
+    def g_loss(self, fake):
+        if self.cfg.g_mode == "minimax":  # minimise log(1 - sigmoid(fake)) = -softplus(fake)
+            return -F.softplus(fake).mean()
+        return F.softplus(-fake).mean()  # -log sigmoid(fake)
+
+
+class Wasserstein(Loss):
+    """E[D(fake)] - E[D(real)] for D, -E[D(fake)] for G (Arjovsky et al. 2017)."""
+
+    wasserstein = True
+
+    def d_loss(self, real, fake):
+        return -real.mean(), fake.mean()
+
+    def g_loss(self, fake):
+        return -fake.mean()
+
+
+class WGANGP(Wasserstein):
+    """Wasserstein with the gradient penalty of Gulrajani et al. 2017 (``loss.gp_weight``)."""
+
+    def __init__(self, cfg: LossConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(cfg)
+        self.penalties.append(GradientPenalty(self.cfg.gp_weight))
+
+
+class Hinge(Loss):
+    """relu(1 - D(x)) + relu(1 + D(G(z))) for D, -D(G(z)) for G (Lim & Ye 2017)."""
+
+    def d_loss(self, real, fake):
+        return F.relu(1.0 - real).mean(), F.relu(1.0 + fake).mean()
+
+    def g_loss(self, fake):
+        return -fake.mean()
+
+
+_LOSSES: dict[str, type[Loss]] = {"bce": BCE, "wasserstein": Wasserstein, "wgan-gp": WGANGP,
+                                  "hinge": Hinge}
+BUILTIN = tuple(_LOSSES)
+
+
+def register_loss(name: str):
+    """Class decorator: ``loss.name: name`` builds this :class:`Loss` subclass."""
+    if not name or ":" in name or name in BUILTIN:
+        raise ValueError(f"{name!r} cannot name a registered loss")
+
+    def wrap(cls: type[Loss]) -> type[Loss]:
+        _LOSSES[name] = cls
+        return cls
+
+    return wrap
+
+
+def loss_class(name: str) -> type[Loss]:
+    if name in _LOSSES:
+        return _LOSSES[name]
+    from gankit.models.registry import resolve_class
+
+    if ":" not in name:
+        raise GankitError(f"loss.name {name!r} is neither built in nor registered "
+                          f"({', '.join(sorted(_LOSSES))}) nor an import path module:Class")
+    cls = resolve_class("loss", name, base=Loss)
+    return cls
+
+
+def build_loss(cfg: LossConfig) -> Loss:
+    """The loss ``cfg`` names with its penalties: its own, then R1 and LeCam where asked."""
+    cls = loss_class(cfg.name)
+    try:
+        loss = cls(cfg, **cfg.kwargs)
+    except TypeError as err:
+        raise GankitError(f"loss.name {cfg.name}: cannot construct it with loss.kwargs="
+                          f"{cfg.kwargs} ({err})") from None
+    if cfg.r1_gamma:
+        loss.penalties.append(R1(cfg.r1_gamma, cfg.r1_every))
+    if cfg.lecam_weight:
+        loss.penalties.append(LeCam(cfg.lecam_weight, cfg.lecam_decay))
+    return loss
 
 
 def d_loss_parts(name: str, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """D's loss on real and on fake outputs; the D loss is their sum."""
-    if name == "bce":  # -log sigmoid(real) - log(1 - sigmoid(fake))
-        return F.softplus(-real).mean(), F.softplus(fake).mean()
-    if name in ("wasserstein", "wgan-gp"):  # E[D(fake)] - E[D(real)]
-        return -real.mean(), fake.mean()
-    if name == "hinge":
-        return F.relu(1.0 - real).mean(), F.relu(1.0 + fake).mean()
-    raise ValueError(f"unknown loss {name!r}")
+    """D's loss on real and on fake outputs for the loss ``name`` (a functional shortcut)."""
+    return build_loss(LossConfig(name=name)).d_loss(real, fake)
 
 
 def g_loss(name: str, fake: torch.Tensor, g_mode: str = "nonsaturating") -> torch.Tensor:
-    if name == "bce":
-        if g_mode == "minimax":  # minimise log(1 - sigmoid(fake)) = -softplus(fake)
-            return -F.softplus(fake).mean()
-        return F.softplus(-fake).mean()  # -log sigmoid(fake)
-    if name in ("wasserstein", "wgan-gp", "hinge"):
-        return -fake.mean()
-    raise ValueError(f"unknown loss {name!r}")
-
-
-def gradient_penalty(
-    d: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
-    scale: float = 1.0,
-) -> torch.Tensor:
-    """WGAN-GP penalty E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates (Gulrajani 2017).
-
-    ``scale``: the GradScaler's scale under fp16 (torch.amp's gradient-penalty recipe): the
-    output is multiplied by it before the input gradient is taken and the gradient divided
-    by it after, so the half-precision backward does not flush small gradients to zero.
-    """
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
-    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    out = d(x_hat)
-    (grad,) = torch.autograd.grad(out.float().sum() * scale, x_hat, create_graph=True)
-    grad = grad.float() / scale
-    return (grad.flatten(1).norm(dim=1) - 1.0).pow(2).mean()
+    return build_loss(LossConfig(name=name, g_mode=g_mode)).g_loss(fake)
 
 
 @torch.no_grad()
@@ -61,4 +144,6 @@ def clip_weights(module: torch.nn.Module, clip: float) -> None:
         p.clamp_(-clip, clip)
 
 
-__all__ = ["LossConfig", "clip_weights", "d_loss_parts", "g_loss", "gradient_penalty"]
+__all__ = ["BCE", "R1", "WGANGP", "GradientPenalty", "Hinge", "LeCam", "Loss", "LossConfig",
+           "Penalty", "PenaltyInputs", "Wasserstein", "build_loss", "clip_weights",
+           "d_loss_parts", "g_loss", "gradient_penalty", "register_loss"]

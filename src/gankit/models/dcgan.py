@@ -14,7 +14,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gankit.config import BASE_RESOLUTION, Config, DiscriminatorConfig, GeneratorConfig
+from gankit.config import (
+    BASE_RESOLUTION,
+    Config,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    custom_arch,
+)
+from gankit.models import registry
 from gankit.models.attention import SelfAttention
 from gankit.models.layers import (
     SNImpl,
@@ -100,7 +107,14 @@ class Discriminator(nn.Module):
         return critic_output(self.head(self.dropout(h)), self.gain, self.output)
 
 
-def build_generator(cfg: GeneratorConfig, sn_impl: SNImpl = "parametrization") -> nn.Module:
+def build_generator(cfg: GeneratorConfig, sn_impl: SNImpl = "parametrization",
+                    resolution: int = BASE_RESOLUTION) -> nn.Module:
+    """G as ``cfg.arch`` says; a custom one is built from ``cfg.kwargs`` and checked against
+    the model contract (:mod:`gankit.models.registry`)."""
+    if custom_arch(cfg.arch):
+        g = registry.build("generator", cfg.arch, cfg.kwargs)
+        registry.check_generator(g, cfg.latent_dim, resolution)
+        return g
     if cfg.arch == "resnet":
         from gankit.models.resnet import ResNetGenerator
 
@@ -110,6 +124,10 @@ def build_generator(cfg: GeneratorConfig, sn_impl: SNImpl = "parametrization") -
 
 def build_discriminator(cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametrization",
                         resolution: int = BASE_RESOLUTION) -> nn.Module:
+    if custom_arch(cfg.arch):
+        d = registry.build("discriminator", cfg.arch, cfg.kwargs)
+        registry.check_discriminator(d, resolution)
+        return d
     if cfg.arch == "resnet":
         from gankit.models.resnet import ResNetDiscriminator
 
@@ -119,5 +137,5 @@ def build_discriminator(cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametriza
 
 def build_models(cfg: Config, sn_impl: SNImpl = "parametrization") -> tuple[nn.Module, nn.Module]:
     """G and D as the config's ``arch`` fields say (DCGAN-style or ResNet)."""
-    return (build_generator(cfg.generator, sn_impl),
+    return (build_generator(cfg.generator, sn_impl, cfg.data.resolution),
             build_discriminator(cfg.discriminator, sn_impl, cfg.data.resolution))

@@ -21,7 +21,8 @@ from torch import nn
 
 from gankit.config import Config
 from gankit.data.augment import DiffAugment
-from gankit.losses import clip_weights, d_loss_parts, g_loss, gradient_penalty
+from gankit.losses import PenaltyInputs, build_loss, clip_weights
+from gankit.models.registry import has_batchnorm
 from gankit.training.runtime import Runtime, all_reduce_mean
 
 
@@ -60,6 +61,8 @@ class GANStep:
         compile: bool = False,
     ) -> None:
         self.cfg, self.rt, self.noise = cfg, rt, noise
+        self.loss = build_loss(cfg.loss)
+        self.penalties = self.loss.penalties
         self.g_plain, self.d_plain = g, d
         if rt.world_size > 1:
             ddp = nn.parallel.DistributedDataParallel
@@ -67,10 +70,10 @@ class GANStep:
         # The G step uses the plain D: D's weights get no gradient there, so no DDP all-reduce.
         self.d_for_g: nn.Module = self.d_plain
         if compile:
-            # The gradient penalty back-propagates twice through D, which aot_autograd cannot
-            # do: with WGAN-GP only G (and the G step's D forward, a single backward) compile.
+            # GP and R1 back-propagate twice through D, which aot_autograd cannot do: with
+            # them only G (and the G step's D forward, a single backward) compile.
             g, self.d_for_g = torch.compile(g), torch.compile(self.d_plain)
-            if cfg.loss.name != "wgan-gp":
+            if not any(p.double_backward for p in self.penalties):
                 d = torch.compile(d)
         self.g, self.d = g, d
         o = cfg.optim
@@ -88,13 +91,15 @@ class GANStep:
         self._z_g = torch.empty(w * b, latent, device=rt.device)
         self._slice_d = slice(rt.rank * self.n_real, (rt.rank + 1) * self.n_real)
         self._slice_g = slice(rt.rank * b, (rt.rank + 1) * b)
-        self.concat_d = not getattr(self.d_plain, "has_batchnorm", True)
+        self.concat_d = not has_batchnorm(self.d_plain)
         self.reuse_fake = o.g_fake == "reuse"
         self._kept_fake: torch.Tensor | None = None
         a = cfg.augment
         self.augment = DiffAugment(a.policy, a.translation, a.cutout)
-        self.stats = torch.zeros(4, device=rt.device)  # d_real, d_fake, g, gp (sums)
+        # sums of d_real, d_fake, g and each penalty's value
+        self.stats = torch.zeros(3 + len(self.penalties), device=rt.device)
         self.count = 0
+        self.d_updates = 0  # D updates so far (lazy penalties count them)
         # First step whose losses were not finite (-1: none); kept on the device, no sync.
         self._step_no = torch.zeros((), dtype=torch.long, device=rt.device)
         self.first_nonfinite = torch.full((), -1, dtype=torch.long, device=rt.device)
@@ -123,23 +128,27 @@ class GANStep:
                 out_real, out_fake = out[: len(real)], out[len(real) :]
             else:
                 out_real, out_fake = self.d(real).float(), self.d(fake).float()
-        loss_real, loss_fake = d_loss_parts(cfg.loss.name, out_real, out_fake)
+        loss_real, loss_fake = self.loss.d_loss(out_real, out_fake)
         loss = loss_real + loss_fake
-        gp = torch.zeros((), device=loss.device)
-        if cfg.loss.name == "wgan-gp":
-            with self.rt.autocast():
-                # fp16: the AMP recipe scales the output before the input gradient and
-                # unscales that gradient, so small gradients survive the half-precision pass.
-                gp = gradient_penalty(self.d, real, fake, scale=self.d_scaler.get_scale()
-                                      if self.d_scaler.is_enabled() else 1.0)
-            loss = loss + cfg.loss.gp_weight * gp
+        values = []
+        if self.penalties:
+            # fp16: the AMP recipe scales the output before the input gradient and unscales
+            # that gradient, so small gradients survive the half-precision pass.
+            inputs = PenaltyInputs(self.d, real, fake, out_real, out_fake, self.d_updates,
+                                   self.d_scaler.get_scale() if self.d_scaler.is_enabled() else 1.0)
+            for p in self.penalties:
+                with self.rt.autocast():
+                    v = p(inputs).float()
+                loss = loss + p.weight * v
+                values.append(v.detach())
+        self.d_updates += 1
         self.d_opt.zero_grad(set_to_none=True)
         self.d_scaler.scale(loss).backward()
         self.d_scaler.step(self.d_opt)
         self.d_scaler.update()
         if cfg.loss.clip:
             clip_weights(self.d, cfg.loss.clip)
-        return torch.stack([loss_real.detach(), loss_fake.detach(), gp.detach()])
+        return torch.stack([loss_real.detach(), loss_fake.detach(), *values])
 
     def g_step(self) -> torch.Tensor:
         fake, self._kept_fake = self._kept_fake, None
@@ -147,7 +156,7 @@ class GANStep:
             if fake is None:
                 fake = self.g(self._z_g.normal_(generator=self.noise)[self._slice_g])
             out = self.d_for_g(self._d_input(fake)).float()
-        loss = g_loss(self.cfg.loss.name, out, self.cfg.loss.g_mode)
+        loss = self.loss.g_loss(out)
         self.g_opt.zero_grad(set_to_none=True)
         self.g_scaler.scale(loss).backward(inputs=list(self.g_plain.parameters()))
         self.g_scaler.step(self.g_opt)
@@ -160,7 +169,7 @@ class GANStep:
         d_stats = torch.stack([self.d_step(r, keep_fake=self.reuse_fake and i == last)
                                for i, r in enumerate(reals)]).mean(0)
         g = self.g_step()
-        losses = torch.stack([d_stats[0], d_stats[1], g, d_stats[2]])
+        losses = torch.cat([d_stats[:2], g.view(1), d_stats[2:]])
         self.stats += losses
         self.count += 1
         self._step_no += 1
@@ -184,10 +193,9 @@ class GANStep:
         self.stats.zero_()
         self.count = 0
         out = {"d_loss_real": vals[0], "d_loss_fake": vals[1], "g_loss": vals[2]}
-        if self.cfg.loss.name in ("wasserstein", "wgan-gp"):
+        if self.loss.wasserstein:
             out["wasserstein"] = -(vals[0] + vals[1])  # E[D(real)] - E[D(fake)]
-        if self.cfg.loss.name == "wgan-gp":
-            out["gp"] = vals[3]
+        out.update({p.name: v for p, v in zip(self.penalties, vals[3:], strict=True)})
         return out
 
     def state_dict(self) -> dict:
@@ -200,6 +208,8 @@ class GANStep:
             "stats": self.stats.detach().cpu().clone(),
             "count": self.count,
             "step_no": int(self._step_no),
+            "d_updates": self.d_updates,
+            "penalties": [p.state_dict() for p in self.penalties],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -207,7 +217,15 @@ class GANStep:
         self.d_opt.load_state_dict(state["d_opt"])
         self.g_scaler.load_state_dict(state["g_scaler"])
         self.d_scaler.load_state_dict(state["d_scaler"])
-        self.stats.copy_(state["stats"])
+        stats = state["stats"]
+        if stats.numel() != self.stats.numel():  # older checkpoints kept a GP slot always
+            stats = stats[:3].tolist() + stats[3:].tolist()[: self.stats.numel() - 3]
+            stats = torch.tensor(stats + [0.0] * (self.stats.numel() - len(stats)))
+        self.stats.copy_(stats)
         self.count = int(state["count"])
         self._step_no.fill_(int(state["step_no"]))
+        self.d_updates = int(state.get("d_updates", int(state["step_no"]) * self.cfg.optim.n_dis))
+        for p, ps in zip(self.penalties, state.get("penalties", [{}] * len(self.penalties)),
+                         strict=True):
+            p.load_state_dict(ps)
         self.first_nonfinite.fill_(-1)

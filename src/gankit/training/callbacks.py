@@ -1,0 +1,155 @@
+"""Callbacks: what the training loop calls, and when (PyTorch Lightning's idea, gankit's hooks).
+
+Order within one run (rank 0 only, except ``on_step`` which every rank calls):
+
+- ``on_fit_start(trainer)`` once, after the run folder exists and a resume has loaded;
+- ``on_step(trainer)`` after every iteration (n_dis D updates + one G update); keep it cheap
+  and free of host syncs: it runs inside the hot loop;
+- ``on_log(trainer, record)`` for every record written to ``metrics.jsonl``;
+- ``on_epoch_end(trainer)`` at every epoch end, *before* that epoch's checkpoint, so what a
+  callback changes in the trainer's state (the best FID) is in the checkpoint;
+- ``on_stop(trainer, reason)`` when training stops before its last epoch for ``budget``
+  (``train.minutes``), before the final checkpoint;
+- ``on_eval(trainer, result)`` after each FID evaluation, with its record;
+- ``on_images(trainer, tag, images)`` when a sample grid is made (uint8 N x H x W x 3);
+- ``on_checkpoint(trainer, path)`` after a checkpoint is complete on disk;
+- ``on_fit_end(trainer, reason)`` once, after the last checkpoint (reason: epochs or budget).
+
+The built-in grids, FID tracking, TensorBoard and plots are callbacks too; the clock, signals
+and checkpointing stay in the trainer because under DDP they are decided together in one
+collective every ``CLOCK_EVERY`` steps, and resume exactness depends on their order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from gankit.reports.images import make_grid, save_grid, to_uint8
+from gankit.training import checkpoint
+
+if TYPE_CHECKING:
+    from gankit.training.loop import Trainer
+
+
+class Callback:
+    """Subclass and override the hooks you need; every hook is a no-op here."""
+
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+    def on_step(self, trainer: Trainer) -> None: ...
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None: ...
+    def on_epoch_end(self, trainer: Trainer) -> None: ...
+    def on_stop(self, trainer: Trainer, reason: str) -> None: ...
+    def on_eval(self, trainer: Trainer, result: dict[str, Any]) -> None: ...
+    def on_images(self, trainer: Trainer, tag: str, images: Any) -> None: ...
+    def on_checkpoint(self, trainer: Trainer, path: Path) -> None: ...
+    def on_fit_end(self, trainer: Trainer, reason: str) -> None: ...
+
+
+class SampleGrids(Callback):
+    """A grid of the fixed latents' samples every ``train.sample_every`` epochs, at the last
+    epoch, and when a budget stops the run (``samples/final-step-N.png``)."""
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        t, e = trainer.cfg.train, trainer.state.epoch
+        if e % t.sample_every == 0 or e == t.epochs:
+            images = to_uint8(trainer.state.sample(trainer.state.fixed_z))
+            save_grid(trainer.run_dir / "samples" / f"epoch-{e:06d}.png", images)
+            trainer.emit("on_images", "samples", images)
+
+    def on_stop(self, trainer: Trainer, reason: str) -> None:
+        if reason == "budget":
+            images = to_uint8(trainer.state.sample(trainer.state.fixed_z))
+            save_grid(trainer.run_dir / "samples" / f"final-step-{trainer.state.global_step:09d}.png",
+                      images)
+
+
+class FIDTracking(Callback):
+    """FID every ``train.fid_every`` epochs, at the last one and when a budget stops the run,
+    with the EMA generator where there is one; the best is kept as ``best.safetensors`` and in
+    the training state (so it survives a resume)."""
+
+    def __init__(self, evaluator: Callable[[torch.nn.Module], dict[str, Any]]) -> None:
+        self.evaluator = evaluator
+        self.last_step = -1
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        t, e = trainer.cfg.train, trainer.state.epoch
+        if t.fid_every and (e % t.fid_every == 0 or e == t.epochs):
+            self.evaluate(trainer, float(e))
+
+    def on_stop(self, trainer: Trainer, reason: str) -> None:
+        if reason == "budget":
+            self.evaluate(trainer, trainer.state.progress_epoch)
+
+    def evaluate(self, trainer: Trainer, label: float) -> None:
+        from gankit.training.loop import fid_protocol
+
+        st, cfg = trainer.state, trainer.cfg
+        if not cfg.train.fid_every or self.last_step == st.global_step:
+            return
+        t0 = time.monotonic()
+        res = self.evaluator(st.g_eval)
+        st.last_eval_seconds = time.monotonic() - t0
+        self.last_step = st.global_step
+        if not st.best or res["fid"] < st.best["fid"]:
+            st.best = {"fid": res["fid"], "epoch": label, "step": st.global_step,
+                       "protocol": fid_protocol(cfg)}
+            checkpoint.save(trainer.run_dir / "checkpoints" / "best.safetensors", cfg, st.epoch,
+                            st.g, st.d, extra_meta={"fid": res}, step=st.global_step,
+                            extra_modules=st.extra_modules())
+        rec = {"kind": "fid", "epoch": label, "step": st.global_step, **res,
+               "eval_seconds": st.last_eval_seconds, "best_fid": st.best["fid"],
+               "best_epoch": st.best["epoch"]}
+        trainer.log(rec)
+        trainer.emit("on_eval", rec)
+
+
+class TensorBoardLog(Callback):
+    """Every metrics record and sample grid to ``RUN/tensorboard`` (``train.tensorboard``)."""
+
+    def __init__(self) -> None:
+        from gankit.training.tensorboard import TensorBoard
+
+        TensorBoard.check()  # a missing package is an error before any file is written
+        self.board: Any = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        from gankit.training.tensorboard import TensorBoard
+
+        self.board = TensorBoard(trainer.run_dir)
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        if self.board is not None:
+            self.board.log(record)
+
+    def on_images(self, trainer: Trainer, tag: str, images: Any) -> None:
+        if self.board is not None:
+            self.board.image(tag, make_grid(images), trainer.state.global_step)
+
+    def on_fit_end(self, trainer: Trainer, reason: str) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
+            self.board = None
+
+
+class EveryEpoch(Callback):
+    """Call ``fn(run_dir)`` at every epoch end and when a budget stops the run (the CLI's
+    plots: they read ``metrics.jsonl``, so they go after the FID record)."""
+
+    def __init__(self, fn: Callable[[Path], None]) -> None:
+        self.fn = fn
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        self.fn(trainer.run_dir)
+
+    def on_stop(self, trainer: Trainer, reason: str) -> None:
+        if reason == "budget":
+            self.fn(trainer.run_dir)
