@@ -61,3 +61,86 @@ def test_clip_weights():
     m.weight.data.mul_(100)
     clip_weights(m, 0.01)
     assert m.weight.abs().max() <= 0.01
+
+
+def _inputs(d, real, out_real=None, out_fake=None, d_update=0):
+    from gankit.losses import PenaltyInputs
+
+    z = torch.zeros(len(real))
+    return PenaltyInputs(d, real, real, z if out_real is None else out_real,
+                         z if out_fake is None else out_fake, d_update)
+
+
+def test_r1_is_the_squared_input_gradient_norm_on_real_images():
+    from gankit.losses import R1
+
+    # D(x) = sum(x^2) has grad 2x, so E||grad||^2 = 4 E||x||^2 (a closed form)
+    real = torch.randn(5, 3, 2, 2)
+    d = lambda x: (x ** 2).flatten(1).sum(1)  # noqa: E731
+    r1 = R1(gamma=10.0, every=1)
+    assert r1.weight == 5.0  # gamma / 2
+    want = 4 * (real ** 2).flatten(1).sum(1).mean()
+    torch.testing.assert_close(r1(_inputs(d, real)), want)
+    lazy = R1(gamma=10.0, every=4)  # every 4th D update, times 4
+    torch.testing.assert_close(lazy(_inputs(d, real, d_update=8)), 4 * want)
+    assert lazy(_inputs(d, real, d_update=9)).item() == 0.0
+
+
+def test_lecam_anchors_each_side_to_the_other_sides_moving_average():
+    from gankit.losses import LeCam
+
+    lc = LeCam(weight=0.3, decay=0.5)
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.0])
+    v1 = lc(_inputs(None, torch.zeros(2), real, fake))
+    a_r, a_f = 0.5 * 2.0, 0.5 * -1.0  # from 0: decay * 0 + (1 - decay) * batch mean
+    want = ((real - a_f) ** 2).mean() + ((fake - a_r) ** 2).mean()
+    torch.testing.assert_close(v1, want)
+    real2, fake2 = torch.tensor([2.0, 2.0]), torch.tensor([0.0, 0.0])
+    v2 = lc(_inputs(None, torch.zeros(2), real2, fake2))
+    a_r, a_f = 0.5 * a_r + 0.5 * 2.0, 0.5 * a_f + 0.5 * 0.0
+    torch.testing.assert_close(v2, ((real2 - a_f) ** 2).mean() + ((fake2 - a_r) ** 2).mean())
+    # the anchors survive a state round trip (exact resume)
+    other = LeCam(0.3, 0.5)
+    other.load_state_dict(lc.state_dict())
+    torch.testing.assert_close(other(_inputs(None, torch.zeros(2), real, fake)),
+                               lc(_inputs(None, torch.zeros(2), real, fake)))
+
+
+def test_build_loss_adds_r1_and_lecam_to_any_loss():
+    from gankit.config import LossConfig
+    from gankit.losses import build_loss
+
+    names = [p.name for p in build_loss(LossConfig(name="wgan-gp", r1_gamma=1.0,
+                                                   lecam_weight=0.1)).penalties]
+    assert names == ["gp", "r1", "lecam"]
+    assert build_loss(LossConfig(name="hinge")).penalties == []
+
+
+def test_custom_loss_by_registry_and_by_import_path(tmp_path):
+    from gankit.config import LossConfig
+    from gankit.errors import GankitError
+    from gankit.losses import Loss, build_loss, register_loss
+
+    @register_loss("test-ls")
+    class LS(Loss):
+        def d_loss(self, real, fake):
+            return ((real - 1) ** 2).mean(), (fake ** 2).mean()
+
+        def g_loss(self, fake):
+            return ((fake - 1) ** 2).mean()
+
+    assert isinstance(build_loss(LossConfig(name="test-ls")), LS)
+    f = tmp_path / "my_losses.py"
+    f.write_text("import gankit\n\nclass Half(gankit.Loss):\n"
+                 "    def __init__(self, cfg=None, k=1.0):\n        super().__init__(cfg)\n"
+                 "        self.k = k\n"
+                 "    def d_loss(self, r, f):\n        return -self.k * r.mean(), self.k * f.mean()\n"
+                 "    def g_loss(self, f):\n        return -f.mean()\n")
+    loss = build_loss(LossConfig(name=f"{f}:Half", kwargs={"k": 0.5}))
+    assert loss.k == 0.5 and loss.d_loss(torch.ones(2), torch.ones(2))[0].item() == -0.5
+    with pytest.raises(GankitError, match="neither built in nor registered"):
+        build_loss(LossConfig(name="hingee"))
+    with pytest.raises(GankitError, match="has no Loss class Nope"):
+        build_loss(LossConfig(name=f"{f}:Nope"))
+    with pytest.raises(GankitError, match="cannot construct it"):
+        build_loss(LossConfig(name=f"{f}:Half", kwargs={"bad": 1}))

@@ -103,6 +103,12 @@ class _RefAdam:
     ["loss.name=bce", "train.d_batch=full", "optim.g_fake=reuse"],
     ["loss.name=hinge", "discriminator.output=linear", "optim.n_dis=2", "train.d_batch=full",
      "optim.g_fake=reuse"],
+    # lazy R1 (every 2nd D update, times 2) and LeCam with its moving anchors, on two losses
+    ["loss.name=hinge", "discriminator.output=linear", "optim.n_dis=3", "loss.r1_gamma=5.0",
+     "loss.r1_every=2"],
+    ["loss.name=bce", "loss.lecam_weight=0.3", "loss.lecam_decay=0.5", "optim.n_dis=2"],
+    ["loss.name=wasserstein", "discriminator.output=linear", "loss.r1_gamma=1.0",
+     "loss.r1_every=1", "loss.lecam_weight=0.5"],
 ])
 def test_fp32_updates_match_hand_written_reference(tiny_cfg, extra):
     cfg = tiny_cfg("dcgan", "discriminator.dropout=0.0", "optim.g_lr=3e-4", "optim.d_lr=7e-4",
@@ -120,6 +126,9 @@ def test_fp32_updates_match_hand_written_reference(tiny_cfg, extra):
     opt_d = _RefAdam(d_ref.parameters(), o.d_lr, o.d_betas)
     probe = torch.Generator().manual_seed(1)
     n, b, latent = step.n_real, cfg.train.batch_size, cfg.generator.latent_dim
+    lc = cfg.loss
+    anchor_real = anchor_fake = 0.0  # LeCam's moving averages of D(real), D(fake)
+    d_update = 0
     for it in range(2):
         reals = [torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(10 * it + k)) * 2 - 1
                  for k in range(o.n_dis)]
@@ -130,7 +139,18 @@ def test_fp32_updates_match_hand_written_reference(tiny_cfg, extra):
             z = torch.empty(n, latent).normal_(generator=probe)
             with torch.no_grad():
                 fake = g_ref(z)
-            loss = _ref_d_loss(name, d_ref(real), d_ref(fake))
+            dr, df = d_ref(real), d_ref(fake)
+            loss = _ref_d_loss(name, dr, df)
+            if lc.r1_gamma and d_update % lc.r1_every == 0:  # (gamma/2) E||grad_x D(x)||^2
+                x = real.clone().requires_grad_(True)
+                (grad,) = torch.autograd.grad(d_ref(x).sum(), x, create_graph=True)
+                loss = loss + lc.r1_gamma / 2 * lc.r1_every * (grad ** 2).sum((1, 2, 3)).mean()
+            if lc.lecam_weight:
+                anchor_real = lc.lecam_decay * anchor_real + (1 - lc.lecam_decay) * dr.mean().item()
+                anchor_fake = lc.lecam_decay * anchor_fake + (1 - lc.lecam_decay) * df.mean().item()
+                loss = loss + lc.lecam_weight * (((dr - anchor_fake) ** 2).mean()
+                                                 + ((df - anchor_real) ** 2).mean())
+            d_update += 1
             if name == "wgan-gp":
                 alpha = torch.rand(n, 1, 1, 1)
                 x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)

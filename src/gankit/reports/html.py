@@ -23,6 +23,7 @@ import yaml  # noqa: E402
 import gankit  # noqa: E402
 from gankit.errors import GankitError  # noqa: E402
 from gankit.io import read_jsonl, write_text  # noqa: E402
+from gankit.reports.runs import models_label  # noqa: E402
 
 
 def _b64(path: Path) -> str:
@@ -74,6 +75,7 @@ def load_run(run_dir: Path, names: set[str]) -> dict[str, Any]:
         "animation": _b64(anim) if anim.is_file() else None,
         "interpolation": interp, "interpolation_from": interp_from,
         "dir": run_dir, "name": name, "preset": cfg.get("name", "?"), "config": cfg,
+        "models": models_label(cfg),
         "steps": [r for r in recs if r.get("kind") == "step"], "fids": fids,
         "epochs": max(epochs, default=0), "best": best, "grid_paths": grids,
         "best_fid": _fmt(best["fid"]) if best else "-",

@@ -21,6 +21,14 @@ from gankit.io import read_jsonl
 PID_FILE = "running.pid"
 
 
+def models_label(cfg: dict) -> str:
+    """``G / D`` by arch: ``dcgan`` / ``resnet``, or a custom network's class name."""
+    def short(section: str) -> str:
+        return str(cfg.get(section, {}).get("arch", "dcgan")).rpartition(":")[2]
+
+    return f"{short('generator')} / {short('discriminator')}"
+
+
 def _dataset_label(data: dict) -> str:
     """``cifar10:train``, ``my_images/ @64px``, with ``[:N]`` for a limit."""
     ds = str(data.get("dataset", "?"))

@@ -197,7 +197,9 @@ def search(cfg: Config, device: torch.device, world_size: int = 1,
     for c in candidates(cfg.perf, device, world_size):
         try:
             results[c] = measure_fn(cfg, c, device)
-        except Exception as err:  # noqa: BLE001 -- any failure rejects the candidate
+        except GankitError:  # the config's own fault (a custom arch that cannot be built)
+            raise
+        except Exception as err:  # noqa: BLE001 -- any other failure rejects the candidate
             rejected[c.label] = _failure(err)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
