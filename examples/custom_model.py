@@ -62,8 +62,8 @@ def main() -> None:
     args = ap.parse_args()
     cfg = gankit.presets.load("cpu", [
         f"data.limit={args.limit}", f"train.epochs={args.epochs}", "train.sample_every=5",
-        "loss.name=hinge", "discriminator.output=linear", "optim.g_betas=[0.0, 0.9]", "optim.d_betas=[0.0, 0.9]",
-        "optim.g_lr=2e-4", "optim.d_lr=4e-4"])
+        "loss.name=hinge", "discriminator.output=linear", "optim.g_betas=[0.0, 0.9]",
+        "optim.d_betas=[0.0, 0.9]", "optim.g_lr=2e-4", "optim.d_lr=4e-4"])
     trainer = gankit.Trainer(cfg, generator=SmallGenerator(), discriminator=SmallDiscriminator())
     state = trainer.fit(args.out, data_dir=args.data_dir)
     print(f"trained {args.out}: {state.global_step} steps; now try: gankit generate {args.out} "

@@ -125,3 +125,15 @@ def test_linear_schedule_decays_to_zero_over_a_time_budget(tmp_path, tiny_cfg, i
              if r["kind"] == "step" and r["step"] == t.global_step + 1]
     assert after[0]["g_lr"] == pytest.approx(1e-3 * (1 - steps[-1]["wall_time"] / (2 * budget_s)),
                                               abs=2e-5)
+
+
+def test_resuming_a_run_whose_budget_ran_out_trains_no_further(tmp_path, tiny_cfg, images):
+    """Resuming a finished budgeted run used to train one more step before the clock check."""
+    cfg = tiny_cfg("dcgan", "train.minutes=1e-9", "train.epochs=5")
+    run = tmp_path / "r"
+    first = train(cfg, run, images, progress=False)
+    assert first.global_step == 1  # the budget stops the run after its first step
+    again = train(cfg, run, images, progress=False, resume=True)
+    assert again.global_step == first.global_step
+    ends = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "end"]
+    assert [e["reason"] for e in ends] == ["budget", "budget"]

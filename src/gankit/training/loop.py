@@ -298,6 +298,8 @@ class Trainer:
     def _epochs(self, bar: tqdm) -> str:
         """Epochs until the last one ends (``epochs``) or the budget runs out (``budget``)."""
         st, t = self.state, self.cfg.train
+        if st.budget_used >= 1.0:  # resumed after its budget ran out: not one step more
+            return "budget"
         while st.epoch < t.epochs:
             bar.set_description(f"epoch {st.epoch + 1}/{t.epochs}")
             try:
