@@ -125,9 +125,9 @@ def test_cifar10_as_a_png_folder_scores_zero_against_the_pickles(tmp_path, capsy
 # docs/design2.md); the tanh critics must also stay off their +-1 bounds (the sndcgan / sagan
 # failure of issue 21 pinned them by step 100). The n_dis-5 presets and dcgan's batch 128 take
 # 5-16 CPU-minutes each here, too long for CI's budget: they run with GANKIT_LONG_TESTS=1.
-LEARN_STEPS = {"cpu": 300, "sndcgan": 150, "sagan": 100, "dcgan": 250, "sngan": 100,
-               "sngan-resnet": 60, "sagan-resnet": 60}
-LONG = {"dcgan", "sngan", "sngan-resnet", "sagan-resnet"}
+LEARN_STEPS = {"cpu": 300, "cpu-cond": 300, "sndcgan": 150, "sagan": 100, "dcgan": 250,
+               "sngan": 100, "sngan-resnet": 60, "sagan-resnet": 60, "sngan-cond": 60}
+LONG = {"dcgan", "sngan", "sngan-resnet", "sagan-resnet", "sngan-cond"}
 
 
 @pytest.mark.parametrize("preset", [
@@ -161,7 +161,7 @@ def test_every_preset_learns_on_real_data(tmp_path, preset):
     recs = read_jsonl(run / "metrics.jsonl")
     (fid,) = [r for r in recs if r["kind"] == "fid"]
     torch.manual_seed(cfg.train.seed)  # the trainer's init seed: the weights it started from
-    g0 = build_generator(cfg.generator).eval()
+    g0 = build_generator(cfg.generator, n_classes=cfg.cond.n_classes).eval()
     ext = FeatureExtractor(inc)
     ref = source_stats(load_source("cifar10:test[0:300]", data_dir=data), ext)[0]
     fid0 = fid_from_stats(Stats.from_features(ext(sample_images(g0, 300, 12345))), ref)

@@ -171,8 +171,10 @@ def test_train_on_a_png_folder_at_64px_with_fid_and_pr(tmp_path, capsys, monkeyp
     run(["train", "--preset", "dcgan", "--data", str(folder), "--out", str(run_dir),
          "--fid-every", "1", "--fid-ref", str(folder), "--fid-pr", "--no-progress", *sets])
     rec = json.loads((run_dir / "run.json").read_text())
+    # the nested folders are classes by the ImageFolder convention, recorded with their counts
     assert rec["data"] == {"source": str(folder), "kind": "folder", "n": 40, "resolution": 64,
-                           "resize_filter": "bicubic"}
+                           "resize_filter": "bicubic", "classes": [f"part{i}" for i in range(8)],
+                           "class_counts": [5] * 8}
     fids = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["kind"] == "fid"]
     assert len(fids) == 2 and fids[0]["ref"] == str(folder) and fids[0]["n_ref"] == 40
     assert {"precision", "recall", "density", "coverage"} <= set(fids[0])

@@ -103,19 +103,41 @@ def train(preset, data_dir, out, epochs, minutes, overrides, resume, dataset, fi
 @click.option("--raw", is_flag=True, help="the trained G weights, not their EMA (when kept)")
 @click.option("--interpolate", "steps", type=click.IntRange(min=2),
               help="N rows of STEPS images between two latents (slerp): a .png grid or a .gif")
-def generate(checkpoint, n, out, seed, raw, steps) -> None:
-    """Sample N images from a checkpoint (or a run folder: its best, else latest)."""
-    from gankit.generate import interpolate, load_generator, sample_images, write_images
+@click.option("--class", "class_", metavar="K", help="a conditional run: only class K (index "
+              "or name); with --interpolate, every row within class K")
+@click.option("--per-class", type=click.IntRange(min=1), metavar="N",
+              help="a conditional run: N images of every class, class-major (an .npz also "
+              "stores 'labels'; a folder gets one sub-folder per class)")
+def generate(checkpoint, n, out, seed, raw, steps, class_, per_class) -> None:
+    """Sample N images from a checkpoint (or a run folder: its best, else latest); a
+    class-conditional run samples every class equally often unless --class picks one."""
+    import torch
+
+    from gankit.generate import (
+        class_index,
+        interpolate,
+        load_generator,
+        run_classes,
+        sample_images,
+        sample_labels,
+        write_images,
+    )
 
     suffixes = (".png", ".gif") if steps else (".png", ".npz", "")
     if Path(out).suffix.lower() not in suffixes:
         raise GankitError(f"--out {out}: use " + ("a .png grid or a .gif animation with "
                           "--interpolate" if steps else "a .png (grid), .npz (array) or a folder name"))
-    g, _, epoch = load_generator(checkpoint, raw=raw)
+    if class_ is not None and per_class is not None:
+        raise GankitError("--class and --per-class exclude each other")
+    g, cfg, epoch = load_generator(checkpoint, raw=raw)
+    label = None if class_ is None else class_index(cfg, run_classes(checkpoint), class_)
+    if per_class is not None and not cfg.cond.n_classes:
+        raise GankitError("--per-class needs a class-conditional run; this one is "
+                          "unconditional (cond.n_classes is 0)")
     if steps:
         from gankit.reports.images import make_grid, save_gif, save_grid
 
-        imgs = interpolate(g, n, steps, seed)
+        imgs = interpolate(g, n, steps, seed, label)
         if Path(out).suffix.lower() == ".gif":  # frame k: the k-th image of every row
             frames = [make_grid(imgs.reshape(n, steps, *imgs.shape[1:])[:, k]) for k in range(steps)]
             save_gif(out, frames + frames[-2:0:-1], ms_per_frame=120, last_ms=120)
@@ -123,8 +145,17 @@ def generate(checkpoint, n, out, seed, raw, steps) -> None:
             save_grid(out, imgs, ncol=steps)
         click.echo(f"wrote {n} interpolations of {steps} steps from epoch {epoch} to {out}")
         return
-    kind = write_images(sample_images(g, n, seed), out)
-    click.echo(f"wrote {n} images ({kind}) from epoch {epoch} to {out}")
+    ncol = None
+    if per_class is not None:  # class-major: per_class images of class 0, then class 1, ...
+        k = cfg.cond.n_classes
+        n, ncol = per_class * k, per_class
+        labels = torch.arange(k).repeat_interleave(per_class)
+    else:
+        labels = sample_labels(g, n, label)
+    kind = write_images(sample_images(g, n, seed, labels=labels), out, labels, ncol)
+    what = "" if labels is None else (f" of class {class_}" if label is not None else
+                                      ", class-balanced")
+    click.echo(f"wrote {n} images ({kind}{what}) from epoch {epoch} to {out}")
 
 
 def _extractor(inception, mode, precision, batch_size):
@@ -163,9 +194,12 @@ resolution_option = click.option(
 @click.option("--kid", "with_kid", is_flag=True, help="also report KID (mean +- std)")
 @click.option("--pr", "with_pr", is_flag=True,
               help="also precision/recall and density/coverage (k=3) of A against B (real)")
+@click.option("--intra", "with_intra", is_flag=True,
+              help="also intra-FID: the mean over classes of per-class FIDs (a conditional run "
+              "vs labelled data, e.g. cifar10:train)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON record")
 def fid(a, b, data_dir, inception, mode, precision, batch_size, resolution, n, with_kid, with_pr,
-        as_json) -> None:
+        with_intra, as_json) -> None:
     """FID between A and B: each cifar10/cifar100[:SPLIT][a:b], a folder or .zip of images,
     an .npz/.npy array, a mu/sigma statistics .npz, or a checkpoint / run folder."""
     import json
@@ -173,12 +207,13 @@ def fid(a, b, data_dir, inception, mode, precision, batch_size, resolution, n, w
     from gankit.metrics.sources import compare, compare_stats, load_source
 
     sa, sb = (load_source(s, data_dir=data_dir, n=n, resolution=resolution) for s in (a, b))
-    if sa.stats is not None and sb.stats is not None and not (with_kid or with_pr):
+    if sa.stats is not None and sb.stats is not None and not (with_kid or with_pr or with_intra):
         rec = compare_stats(sa, sb, mode)  # two mu/sigma files: no network needed
         how = "statistics files"
     else:
         ext = _extractor(inception, mode, precision, batch_size)
-        rec = compare(sa, sb, ext, with_kid=with_kid, with_pr=with_pr, progress=not as_json)
+        rec = compare(sa, sb, ext, with_kid=with_kid, with_pr=with_pr, with_intra=with_intra,
+                      progress=not as_json)
         how = f"{precision}, {rec['seconds']:.0f} s"
     if as_json:
         click.echo(json.dumps(rec, sort_keys=True))
@@ -192,6 +227,10 @@ def fid(a, b, data_dir, inception, mode, precision, batch_size, resolution, n, w
     if with_pr:
         click.echo("precision {precision:.4f}  recall {recall:.4f}  density {density:.4f}  "
                    "coverage {coverage:.4f}  (k={pr_k}, {pr_n_fake} vs {pr_n_real})".format(**rec))
+    if with_intra:
+        per = rec["intra_fid_per_class"]
+        click.echo(f"intra-FID: {rec['intra_fid']:.4f} over {len(per)} classes (" +
+                   ", ".join(f"{c}: {v:.2f}" for c, v in per.items()) + ")")
 
 
 @cli.command("fid-stats")

@@ -35,6 +35,9 @@ class DataConfig(_Strict):
     resize_filter: Literal["lanczos", "bicubic", "bilinear", "box", "nearest"] = Field(
         "lanczos", description="PIL filter that resizes (after a center crop) images of "
         "another size")
+    labels: Literal["fine", "coarse"] = Field(
+        "fine", description="CIFAR-100's labels for class-conditional training: the 100 fine "
+        "classes or the 20 coarse superclasses")
 
 
 def custom_arch(arch: str) -> bool:
@@ -275,6 +278,21 @@ class TrainConfig(_Strict):
         return self.batch_size // 2 if self.d_batch == "half" else self.batch_size
 
 
+class CondConfig(_Strict):
+    """Class-conditional training (Miyato & Koyama 2018; Odena et al. 2017): G gets
+    conditional batch norm, D a projection head or an auxiliary classifier."""
+
+    n_classes: int = Field(0, ge=0, le=10000, description=(
+        "0: unconditional; else the number of classes of the data (10 for CIFAR-10)"))
+    discriminator: Literal["projection", "ac"] = Field(
+        "projection", description="projection: D's score + <embed(y), h>; ac: an auxiliary "
+        "classifier head with a cross-entropy term (AC-GAN)")
+    ac_weight: float = Field(1.0, ge=0, description="weight of AC-GAN's cross-entropy terms")
+    fake_labels: Literal["uniform", "data"] = Field(
+        "uniform", description="labels of generated images in training: uniform over the "
+        "classes, or by the data's class frequencies")
+
+
 class EMAConfig(_Strict):
     """An exponential moving average of G's weights (Yazici et al. 2019), used for samples,
     FID, the best checkpoint and ``generate`` when enabled."""
@@ -317,6 +335,7 @@ class Config(_Strict):
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    cond: CondConfig = Field(default_factory=CondConfig)
     ema: EMAConfig = Field(default_factory=EMAConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     perf: PerfConfig = Field(default_factory=PerfConfig)
@@ -331,6 +350,10 @@ class Config(_Strict):
                 "discriminator.output=sigmoid goes with loss.name=bce only "
                 f"(got output={self.discriminator.output}, loss={self.loss.name})"
             )
+        if self.cond.n_classes and not custom_arch(self.generator.arch) and \
+                self.generator.norm != "batch":
+            raise ValueError("cond.n_classes needs generator.norm=batch: the generator is "
+                             "conditioned through conditional batch norm")
         if self.optim.g_fake == "reuse" and self.train.d_batch == "half":
             raise ValueError(
                 "optim.g_fake=reuse needs train.d_batch=full: with half, D's fakes are half "

@@ -12,6 +12,7 @@ from gankit.config import Config
 from gankit.errors import GankitError
 from gankit.io import atomic_path
 from gankit.models import build_generator
+from gankit.models.layers import balanced_labels, call, n_classes_of
 from gankit.reports.images import save_grid, save_png, to_uint8
 from gankit.training import checkpoint
 from gankit.training.ema import standing_statistics
@@ -37,7 +38,8 @@ def load_generator(path: Path, raw: bool = False,
     parts = checkpoint.load_tensors(path)
     use_ema = not raw and "G_ema" in parts
     g_sd = parts["G_ema"] if use_ema else parts["G"]
-    g = build_generator(cfg.generator, resolution=cfg.data.resolution)
+    g = build_generator(cfg.generator, resolution=cfg.data.resolution,
+                        n_classes=cfg.cond.n_classes)
     try:
         g.load_state_dict(g_sd)
     except RuntimeError as err:
@@ -48,10 +50,26 @@ def load_generator(path: Path, raw: bool = False,
     return g.eval(), cfg, epoch
 
 
+def sample_labels(g: nn.Module, n: int, label: int | None = None) -> torch.Tensor | None:
+    """The labels ``sample_images`` uses: None for an unconditional G; class ``label`` for
+    all ``n``; else class-balanced ``0, 1, ..., K-1, 0, ...`` (the conditional protocol)."""
+    k = n_classes_of(g)
+    if not k:
+        if label is not None:
+            raise GankitError("--class needs a class-conditional generator; this one is "
+                              "unconditional (cond.n_classes is 0)")
+        return None
+    if label is not None:
+        return torch.full((n,), label, dtype=torch.long)
+    return balanced_labels(n, k)
+
+
 @torch.no_grad()
-def sample_images(g: nn.Module, n: int, seed: int = 0, batch_size: int = 500) -> np.ndarray:
+def sample_images(g: nn.Module, n: int, seed: int = 0, batch_size: int = 500,
+                  labels: torch.Tensor | None = None) -> np.ndarray:
     """``n`` images as uint8 N x R x R x 3 from latents drawn with ``seed``, in fp32.
 
+    A conditional G samples ``labels`` (default: class-balanced, :func:`sample_labels`).
     Touches no global state (threads, RNG, precision): it runs on G's device with its own
     generator, so sampling in the middle of training cannot change how training continues.
     G is put in eval mode (batch-norm running statistics, no spectral-norm power iteration)
@@ -59,16 +77,50 @@ def sample_images(g: nn.Module, n: int, seed: int = 0, batch_size: int = 500) ->
     """
     device = next(g.parameters()).device
     gen = torch.Generator().manual_seed(seed)
+    if labels is None:
+        labels = sample_labels(g, n)
     was_training = g.training
     g.eval()
     out = []
     try:
         for i in range(0, n, batch_size):
             z = torch.randn(min(batch_size, n - i), g.latent_dim, generator=gen).to(device)
-            out.append(to_uint8(g(z).float()))
+            y = None if labels is None else labels[i : i + len(z)].to(device)
+            out.append(to_uint8(call(g, z, y).float()))
     finally:
         g.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 32, 32, 3), np.uint8)
+
+
+def class_index(cfg: Config, run_classes: list[str] | None, name: str) -> int:
+    """``--class``: an index, or a class name recorded for the run's data."""
+    k = cfg.cond.n_classes
+    if not k:
+        raise GankitError("--class needs a class-conditional run; this one is unconditional "
+                          "(cond.n_classes is 0)")
+    if name.lstrip("-").isdigit():
+        i = int(name)
+        if not 0 <= i < k:
+            raise GankitError(f"--class {i} is outside the run's {k} classes (0..{k - 1})")
+        return i
+    names = run_classes or []
+    if name not in names:
+        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+        raise GankitError(f"--class {name!r} is not one of the run's classes ({shown or 'unnamed'}); "
+                          "pass a name or an index 0..{k - 1}".replace("{k - 1}", str(k - 1)))
+    return names.index(name)
+
+
+def run_classes(path: Path) -> list[str] | None:
+    """The class names recorded in the run's ``run.json`` (None where there are none)."""
+    import json
+
+    path = Path(path)
+    run_dir = path if path.is_dir() else path.parent.parent
+    try:
+        return json.loads((run_dir / "run.json").read_text()).get("data", {}).get("classes")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -81,32 +133,44 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def interpolate(g: nn.Module, rows: int, steps: int, seed: int = 0) -> np.ndarray:
+def interpolate(g: nn.Module, rows: int, steps: int, seed: int = 0,
+                label: int | None = None) -> np.ndarray:
     """``rows`` interpolations of ``steps`` images each (row-major uint8 N x H x W x 3), each
-    between two latents drawn with ``seed``."""
+    between two latents drawn with ``seed``; for a conditional G within one class."""
     gen = torch.Generator().manual_seed(seed)
     ends = torch.randn(2, rows, g.latent_dim, generator=gen)
     t = torch.linspace(0, 1, steps).view(1, steps, 1)
     z = slerp(ends[0].unsqueeze(1), ends[1].unsqueeze(1), t).reshape(rows * steps, -1)
     device = next(g.parameters()).device
+    # conditional: each row within one class (``label``, else row r is class r mod K)
+    k = n_classes_of(g)
+    y = None
+    if k:
+        y = (torch.full((rows,), label) if label is not None else balanced_labels(rows, k))
+        y = y.repeat_interleave(steps).to(device)
+    elif label is not None:
+        raise GankitError("--class needs a class-conditional generator")
     was_training = g.training
     g.eval()
     try:
-        return to_uint8(g(z.to(device)).float())
+        return to_uint8(call(g, z.to(device), y).float())
     finally:
         g.train(was_training)
 
 
-def write_images(images: np.ndarray, out: Path) -> str:
-    """Write by the name of ``out``: ``.png`` grid, ``.npz`` array, anything else a folder."""
+def write_images(images: np.ndarray, out: Path, labels: torch.Tensor | None = None,
+                 ncol: int | None = None) -> str:
+    """Write by the name of ``out``: ``.png`` grid, ``.npz`` array (with ``labels`` when
+    given), anything else a folder (one sub-folder per class when labelled)."""
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix == ".png":
-        save_grid(out, images)
+        save_grid(out, images, ncol)
         return "grid"
     if suffix == ".npz":
+        arrays = {"images": images} | ({} if labels is None else {"labels": labels.numpy()})
         with atomic_path(out) as tmp, open(tmp, "wb") as f:
-            np.savez(f, images=images)
+            np.savez(f, **arrays)
         return "npz"
     if suffix:
         raise GankitError(f"--out {out}: use a .png (grid), .npz (array) or a folder name")
@@ -114,5 +178,7 @@ def write_images(images: np.ndarray, out: Path) -> str:
         raise GankitError(f"--out {out} exists and is not an empty folder")
     out.mkdir(parents=True, exist_ok=True)
     for i, img in enumerate(images):
-        save_png(out / f"{i:06d}.png", img)
+        sub = out if labels is None else out / f"{int(labels[i]):04d}"
+        sub.mkdir(exist_ok=True)
+        save_png(sub / f"{i:06d}.png", img)
     return "folder"

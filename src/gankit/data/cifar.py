@@ -10,6 +10,7 @@ message naming ``--data-dir``.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import hashlib
 import io
 import os
@@ -252,13 +253,39 @@ def _expected(split: str) -> int:
     return 50000 if split == "train" else 10000
 
 
+def class_names(name: str, data_dir: str | os.PathLike[str] | None,
+                labels: str = "fine") -> list[str]:
+    """The class names in label order, from the release's meta file (``batches.meta`` /
+    ``meta``); the label indices where the file is missing or does not name them."""
+    kind = _labelled(KINDS[name], labels)
+    meta_file, key = (("batches.meta", b"label_names") if name == "cifar10" else
+                      ("meta", b"coarse_label_names" if labels == "coarse" else b"fine_label_names"))
+    try:
+        folder = locate(data_dir, download=False, kind=KINDS[name])
+        d = _BatchUnpickler(io.BytesIO((folder / meta_file).read_bytes()), encoding="bytes").load()
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in d[key]]
+    except Exception:  # noqa: BLE001 -- names are a nicety; the labels are what counts
+        names = []
+    if len(names) != kind.classes or len(set(names)) != len(names):
+        names = [str(i) for i in range(kind.classes)]
+    return names
+
+
+def _labelled(kind: CifarKind, labels: str) -> CifarKind:
+    """CIFAR-100 with its 20 coarse superclasses as labels (``labels="coarse"``)."""
+    if labels == "coarse" and kind.name == "cifar100":
+        return dataclasses.replace(kind, label_key=b"coarse_labels", classes=20)
+    return kind
+
+
 def load_cifar(
     name: str, data_dir: str | os.PathLike[str] | None, split: str = "train",
-    download: bool = True,
+    download: bool = True, labels: str = "fine",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Load a split of ``cifar10``/``cifar100`` as ``(uint8 N x 3 x 32 x 32, int64 N)``,
-    validated (sizes and per-class counts of the official release)."""
-    kind = KINDS[name]
+    validated (sizes and per-class counts of the official release). ``labels``: CIFAR-100's
+    ``fine`` (100) or ``coarse`` (20) classes."""
+    kind = _labelled(KINDS[name], labels)
     if split not in ("train", "test"):
         raise GankitError(f"unknown {kind.title} split {split!r}; use train or test")
     folder = locate(data_dir, download=download, kind=kind)

@@ -30,13 +30,14 @@ class BatchSampler:
         hflip: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        labels: torch.Tensor | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError("images must be a uint8 N x C x H x W tensor")
         if batch_size * world_size > len(images):
             raise ValueError(f"batch size {batch_size} x {world_size} ranks exceeds the "
                              f"{len(images)} images")
-        self.images = images
+        self.images, self.labels = images, labels
         self.batch_size = batch_size
         self.generator = generator
         self.hflip = hflip
@@ -46,8 +47,9 @@ class BatchSampler:
         """Batches per rank per epoch (the last partial global batch is dropped)."""
         return len(self.images) // (self.batch_size * self.world_size)
 
-    def epoch(self, start: int = 0) -> Iterator[torch.Tensor]:
-        """Draw this epoch's order now; yield float batches in [-1, 1] from batch ``start``.
+    def epoch(self, start: int = 0) -> Iterator[torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+        """Draw this epoch's order now; yield float batches in [-1, 1] from batch ``start``
+        (``(images, labels)`` when the sampler has labels).
 
         The permutation is drawn eagerly, so the generator's state after this call is the
         same whether the epoch is then consumed from its beginning or from ``start``.
@@ -57,7 +59,8 @@ class BatchSampler:
         flips = torch.rand(n, generator=self.generator).to(self.images.device) < 0.5
         return self._batches(perm, flips, start)
 
-    def _batches(self, perm: torch.Tensor, flips: torch.Tensor, start: int) -> Iterator[torch.Tensor]:
+    def _batches(self, perm: torch.Tensor, flips: torch.Tensor, start: int
+                 ) -> Iterator[torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
         b = self.batch_size
         for i in range(start, len(self)):
             j = i * self.world_size + self.rank
@@ -65,4 +68,4 @@ class BatchSampler:
             x = to_float(self.images.index_select(0, idx))
             if self.hflip:
                 x = torch.where(flips[idx].view(-1, 1, 1, 1), x.flip(3), x)
-            yield x
+            yield x if self.labels is None else (x, self.labels.index_select(0, idx))

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gankit.data.cifar import KINDS, load_cifar
+from gankit.data.cifar import KINDS, class_names, load_cifar
 from gankit.errors import GankitError
 from gankit.io import atomic_path, user_cache_dir
 
@@ -52,10 +52,35 @@ _CIFAR_RE = re.compile(r"^(cifar10|cifar100)(?::(train|test))?(?:\[(\d*):(\d*)\]
 
 @dataclass
 class Images:
-    """Decoded images and how they were obtained (recorded in ``run.json``)."""
+    """Decoded images, their class labels where the source has them, and how they were
+    obtained (``info``, recorded in ``run.json``: with labels, the class names and counts)."""
 
     pixels: torch.Tensor  # uint8 N x 3 x H x W
     info: dict[str, Any] = field(default_factory=dict)
+    labels: torch.Tensor | None = None  # int64 N, indices into info["classes"]
+
+    def __post_init__(self) -> None:
+        if self.labels is not None:
+            counts = torch.bincount(self.labels, minlength=len(self.info.get("classes", [])))
+            self.info = {**self.info, "class_counts": counts.tolist()}
+
+    def select(self, n: int) -> Images:
+        """The first ``n`` images (``data.limit``), labels and class counts with them."""
+        labels = None if self.labels is None else self.labels[:n]
+        return Images(self.pixels[:n], {**self.info, "limit": n}, labels)
+
+
+def _names_labels(names: list[str]) -> tuple[torch.Tensor | None, list[str]]:
+    """Labels by the ImageFolder convention: the class is the first-level folder (names
+    sorted); None when some image is not inside a class folder."""
+    parts = [n.replace("\\", "/").split("/") for n in names]
+    while parts and all(len(p) >= 3 and p[0] == parts[0][0] for p in parts):
+        parts = [p[1:] for p in parts]  # one wrapping folder (a zipped dataset/ root)
+    if not parts or any(len(p) < 2 for p in parts):
+        return None, []
+    classes = sorted({p[0] for p in parts})
+    index = {c: i for i, c in enumerate(classes)}
+    return torch.tensor([index[p[0]] for p in parts], dtype=torch.int64), classes
 
 
 def parse_cifar(spec: str) -> tuple[str, str | None, int | None, int | None] | None:
@@ -80,10 +105,13 @@ def load_images(
     resolution: int | None = None,
     resize_filter: str = "lanczos",
     progress: bool = True,
+    labels: str = "fine",
 ) -> Images:
     """Load a source (see the module docstring) at ``resolution`` (None: native, one size).
 
-    ``split`` is the CIFAR split when the spec names none.
+    ``split`` is the CIFAR split when the spec names none; ``labels`` CIFAR-100's fine or
+    coarse classes. Labels come with CIFAR, with folders / zips whose images all sit in
+    first-level class folders, and with an ``.npz`` holding a ``labels`` array.
     """
     spec = str(spec)
     if resize_filter not in FILTERS:
@@ -92,8 +120,8 @@ def load_images(
     cifar = parse_cifar(spec)
     if cifar:
         name, sp, a, b = cifar
-        pixels, _ = load_cifar(name, data_dir, sp or split)
-        pixels = pixels[a:b]
+        pixels, y = load_cifar(name, data_dir, sp or split, labels=labels)
+        pixels, y = pixels[a:b], y[a:b]
         if len(pixels) < 1:
             raise GankitError(f"{spec} selects no images")
         info = {"source": spec, "kind": name, "split": sp or split, "slice": [a, b]}
@@ -101,15 +129,22 @@ def load_images(
             pixels, _ = _cached(info, fingerprint(pixels), resolution, resize_filter,
                                 progress, lambda: _resize_all(_tensor_images(pixels), resolution,
                                                               resize_filter, spec, progress))
-        return Images(pixels, {**info, **_geometry(pixels, resolution, resize_filter)})
+        names = class_names(name, data_dir, labels)
+        if name == "cifar100":
+            info["labels"] = labels
+        return Images(pixels, {**info, **_geometry(pixels, resolution, resize_filter),
+                               "classes": names}, y)
     if spec.split(":")[0].split("[")[0] in KINDS:
         raise GankitError(f"bad dataset {spec!r}; use e.g. cifar10, cifar10:test or "
                           "cifar100:train[0:1000]")
     path = Path(spec).expanduser()
     if not path.exists():
         raise GankitError(f"dataset not found: {spec} (expected {describe_sources()})")
+    names: list[str] = []  # file names inside the folder / zip (their labels)
+    array_labels: np.ndarray | None = None
     if path.is_dir():
         kind, files = "folder", _folder_files(path)
+        names = [p.relative_to(path).as_posix() for p in files]
         digest = _digest_files((str(p.relative_to(path)), p.read_bytes) for p in files)
 
         def decode() -> tuple[torch.Tensor, dict]:
@@ -129,10 +164,12 @@ def load_images(
                                    spec, resolution, resize_filter, progress)
     elif path.suffix.lower() in (".npz", ".npy"):
         arr = _read_array(path)
+        array_labels = _read_labels(path, len(arr))
         if resolution is None or arr.shape[2] == arr.shape[3] == resolution:
             pixels = torch.from_numpy(arr)
-            return Images(pixels, {"source": spec, "kind": "array",
-                                   **_geometry(pixels, resolution, resize_filter)})
+            return _with_array_labels(pixels, {"source": spec, "kind": "array",
+                                               **_geometry(pixels, resolution, resize_filter)},
+                                      array_labels)
         kind, digest = "array", fingerprint(arr)
 
         def decode() -> tuple[torch.Tensor, dict]:
@@ -145,7 +182,35 @@ def load_images(
     if notes.get("converted_to_rgb"):
         modes = ", ".join(f"{n} {m}" for m, n in sorted(notes["converted_to_rgb"].items()))
         print(f"note: {spec}: converted to RGB: {modes} images (alpha dropped)", file=sys.stderr)
-    return Images(pixels, {**info, **_geometry(pixels, resolution, resize_filter), **notes})
+    info = {**info, **_geometry(pixels, resolution, resize_filter), **notes}
+    if kind == "array":
+        return _with_array_labels(pixels, info, array_labels)
+    # Labels follow from the file names, which the cache key covers, so they need no cache.
+    y, classes = _names_labels(names)
+    return Images(pixels, {**info, "classes": classes} if y is not None else info, y)
+
+
+def _read_labels(path: Path, n: int) -> np.ndarray | None:
+    """An ``.npz``'s ``labels`` array (integers, one per image), if it has one."""
+    if path.suffix.lower() != ".npz":
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        if "labels" not in z:
+            return None
+        y = z["labels"]
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+        raise GankitError(f"{path}: 'labels' must hold one integer per image ({n}), got "
+                          f"{y.dtype} of shape {y.shape}")
+    if n and y.min() < 0:
+        raise GankitError(f"{path}: 'labels' has negative entries; use 0..K-1")
+    return y.astype(np.int64)
+
+
+def _with_array_labels(pixels: torch.Tensor, info: dict, y: np.ndarray | None) -> Images:
+    if y is None:
+        return Images(pixels, info)
+    classes = [str(i) for i in range(int(y.max()) + 1)] if len(y) else []
+    return Images(pixels, {**info, "classes": classes}, torch.from_numpy(y))
 
 
 def _geometry(pixels: torch.Tensor, resolution: int | None, resize_filter: str) -> dict:

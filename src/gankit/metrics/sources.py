@@ -30,6 +30,7 @@ class Source:
     images: np.ndarray | None = None  # uint8 N x H x W x 3
     stats: Stats | None = None
     cache_key: str | None = None
+    labels: np.ndarray | None = None  # int64 N: class labels (labelled data, conditional G)
 
     @property
     def n(self) -> int:
@@ -58,25 +59,27 @@ def load_source(
         if stats is not None:
             return Source(spec, stats=stats)
     if path.suffix == ".safetensors" or (path.is_dir() and (path / "config.yaml").is_file()):
-        from gankit.generate import load_generator, sample_images
+        from gankit.generate import load_generator, sample_images, sample_labels
 
         g, _, _ = load_generator(path)
-        fake = sample_images(g, n, seed)
+        labels = sample_labels(g, n)  # a conditional G: class-balanced, the standard protocol
+        fake = sample_images(g, n, seed, labels=labels)
         if resolution is not None and fake.shape[1] != resolution:
             raise GankitError(f"{spec} generates {fake.shape[1]}-px images, not {resolution}")
-        return Source(spec, images=fake)
+        return Source(spec, images=fake, labels=None if labels is None else labels.numpy())
 
     imgs = load_images(spec, data_dir=data_dir, split="train", resolution=resolution,
                        resize_filter=resize_filter, progress=False)
     if len(imgs.pixels) < 2:
         raise GankitError(f"{spec} selects {len(imgs.pixels)} images; need at least 2")
     arr = imgs.pixels.permute(0, 2, 3, 1).contiguous().numpy()
+    labels = None if imgs.labels is None else imgs.labels.numpy()
     if imgs.info["kind"] == "array":  # usually generated samples: scored once, not cached
-        return Source(spec, images=arr)
+        return Source(spec, images=arr, labels=labels)
     # The key names the pixels, not just the source: statistics cached from one copy of a
     # dataset must never be reused for a different copy.
     name = re.sub(r"[^A-Za-z0-9]+", "-", Path(spec).name if path.exists() else spec).strip("-")
-    return Source(spec, images=arr, cache_key=f"{name[:40]}-{fingerprint(arr)}")
+    return Source(spec, images=arr, cache_key=f"{name[:40]}-{fingerprint(arr)}", labels=labels)
 
 
 def stats_cache_path(key: str, ext: FeatureExtractor) -> Path:
@@ -128,18 +131,46 @@ def compare_stats(a: Source, b: Source, mode: str, method: str = "scipy") -> dic
     return rec
 
 
+def intra_fid(fa: np.ndarray, ya: np.ndarray, fb: np.ndarray, yb: np.ndarray,
+              method: str = "scipy") -> dict[str, Any]:
+    """Intra-FID (Miyato & Koyama 2018): the mean over classes of the FID between A's and
+    B's images of that class, with the per-class values and sizes. Every class of B must be
+    in A (a conditional G sampled class-balanced covers all)."""
+    classes = sorted(set(np.unique(yb).tolist()))
+    missing = sorted(set(classes) - set(np.unique(ya).tolist()))
+    if missing:
+        raise GankitError(f"--intra: the first side has no images of class(es) {missing[:10]}")
+    per = {}
+    for c in classes:
+        sa, sb = Stats.from_features(fa[ya == c]), Stats.from_features(fb[yb == c])
+        per[str(c)] = fid_from_stats(sa, sb, method)
+    counts_a = {str(c): int((ya == c).sum()) for c in classes}
+    counts_b = {str(c): int((yb == c).sum()) for c in classes}
+    return {"intra_fid": float(np.mean(list(per.values()))), "intra_fid_per_class": per,
+            "intra_n_a": counts_a, "intra_n_b": counts_b}
+
+
 def compare(
     a: Source, b: Source, ext: FeatureExtractor, *, with_kid: bool = False,
-    with_pr: bool = False, progress: bool = False, method: str = "scipy",
+    with_pr: bool = False, with_intra: bool = False, progress: bool = False,
+    method: str = "scipy",
 ) -> dict[str, Any]:
-    """FID of ``a`` against ``b``; KID and precision/recall/density/coverage (``b`` is the
-    real side) from the same features when asked. Those need images, not statistics."""
+    """FID of ``a`` against ``b``; KID, precision/recall/density/coverage (``b`` is the real
+    side) and intra-FID from the same features when asked. Those need images, not statistics
+    (and intra-FID labels on both sides)."""
     t0 = time.perf_counter()
     feats: list[np.ndarray | None] = [None, None]
-    if with_kid or with_pr:
+    if with_intra:
+        for src in (a, b):
+            if src.labels is None:
+                raise GankitError(f"--intra needs class labels on both sides, but {src.spec} has "
+                                  "none (a conditional run, CIFAR, a class-folder dataset or an "
+                                  ".npz with 'labels')")
+    if with_kid or with_pr or with_intra:
         for i, src in enumerate((a, b)):
             if src.images is None:
-                raise GankitError(f"--kid/--pr need images, but {src.spec} is a statistics file")
+                raise GankitError(f"--kid/--pr/--intra need images, but {src.spec} is a "
+                                  "statistics file")
             feats[i] = ext(src.images, progress=progress)
     sa, sb = (Stats.from_features(f) if f is not None else source_stats(s, ext, progress)[0]
               for f, s in zip(feats, (a, b), strict=True))
@@ -153,5 +184,7 @@ def compare(
         from gankit.metrics.prdc import prdc
 
         rec.update(prdc(real=feats[1], fake=feats[0]))
+    if with_intra:
+        rec.update(intra_fid(feats[0], a.labels, feats[1], b.labels, method))
     rec["seconds"] = time.perf_counter() - t0
     return rec

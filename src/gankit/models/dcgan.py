@@ -24,9 +24,11 @@ from gankit.config import (
 from gankit.models import registry
 from gankit.models.attention import SelfAttention
 from gankit.models.layers import (
+    CondSequential,
     SNImpl,
     activation,
-    critic_output,
+    conditional_head,
+    d_output,
     head_gain,
     init_weights,
     maybe_sn,
@@ -41,14 +43,17 @@ def _attends(sizes: list[int], i: int, attention: list[int]) -> bool:
 
 
 class Generator(nn.Module):
-    def __init__(self, cfg: GeneratorConfig, sn_impl: SNImpl = "parametrization") -> None:
+    """``n_classes``: class-conditional with conditional batch norm in every norm layer."""
+
+    def __init__(self, cfg: GeneratorConfig, sn_impl: SNImpl = "parametrization",
+                 n_classes: int = 0) -> None:
         super().__init__()
-        self.latent_dim = cfg.latent_dim
+        self.latent_dim, self.n_classes = cfg.latent_dim, n_classes
         sn = cfg.spectral_norm
         self.base = cfg.base_channels
         self.project = maybe_sn(nn.Linear(cfg.latent_dim, self.base * 16), sn, sn_impl)
-        self.project_post = nn.Sequential(
-            norm2d(cfg.norm, self.base), activation(cfg.activation, cfg.leaky_slope)
+        self.project_post = CondSequential(
+            norm2d(cfg.norm, self.base, n_classes), activation(cfg.activation, cfg.leaky_slope)
         )
         layers: list[nn.Module] = []
         cin = self.base
@@ -59,7 +64,7 @@ class Generator(nn.Module):
         for i, (w, s) in enumerate(zip(cfg.widths, cfg.layer_strides(), strict=True)):
             conv = (nn.ConvTranspose2d(cin, w, k, 2, pad, output_padding=2 - k + 2 * pad)
                     if s == 2 else nn.Conv2d(cin, w, same_k, 1, same_k // 2))
-            layers += [maybe_sn(conv, sn, sn_impl), norm2d(cfg.norm, w),
+            layers += [maybe_sn(conv, sn, sn_impl), norm2d(cfg.norm, w, n_classes),
                        activation(cfg.activation, cfg.leaky_slope)]
             if _attends(res, i, cfg.attention):
                 layers.append(SelfAttention(w, sn, cfg.attention_pool, sn_impl))
@@ -68,17 +73,21 @@ class Generator(nn.Module):
             maybe_sn(nn.Conv2d(cin, 3, cfg.out_kernel, 1, cfg.out_kernel // 2), sn, sn_impl),
             nn.Tanh(),
         ]
-        self.body = nn.Sequential(*layers)
+        self.body = CondSequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         x = self.project(z).view(z.shape[0], self.base, 4, 4)
-        return self.body(self.project_post(x))
+        return self.body(self.project_post(x, y), y)
 
 
 class Discriminator(nn.Module):
+    """``n_classes`` with ``cond``: a projection head or an AC classifier (``conditional_head``)."""
+
     def __init__(self, cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametrization",
-                 resolution: int = BASE_RESOLUTION) -> None:
+                 resolution: int = BASE_RESOLUTION, n_classes: int = 0,
+                 cond: str = "projection") -> None:
         super().__init__()
+        self.n_classes = n_classes
         sn = cfg.spectral_norm
         layers: list[nn.Module] = []
         cin, res = 3, resolution
@@ -98,44 +107,50 @@ class Discriminator(nn.Module):
         self.features = nn.Sequential(*layers)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = maybe_sn(nn.Linear(cin * res * res, 1), sn, sn_impl)
+        self.cond = conditional_head(cond, n_classes, cin * res * res, sn, sn_impl)
         self.gain = head_gain(cfg.head_gain, cin * res * res)
         self.output = cfg.output
         self.has_batchnorm = "batch" in cfg.layer_norms()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(x).flatten(1)
-        return critic_output(self.head(self.dropout(h)), self.gain, self.output)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        h = self.dropout(self.features(x).flatten(1))
+        return d_output(self.head(h), h, y, self.cond, self.gain, self.output)
 
 
 def build_generator(cfg: GeneratorConfig, sn_impl: SNImpl = "parametrization",
-                    resolution: int = BASE_RESOLUTION) -> nn.Module:
+                    resolution: int = BASE_RESOLUTION, n_classes: int = 0) -> nn.Module:
     """G as ``cfg.arch`` says; a custom one is built from ``cfg.kwargs`` and checked against
     the model contract (:mod:`gankit.models.registry`)."""
     if custom_arch(cfg.arch):
         g = registry.build("generator", cfg.arch, cfg.kwargs)
-        registry.check_generator(g, cfg.latent_dim, resolution)
+        registry.check_generator(g, cfg.latent_dim, resolution, n_classes)
         return g
     if cfg.arch == "resnet":
         from gankit.models.resnet import ResNetGenerator
 
-        return init_weights(ResNetGenerator(cfg, sn_impl), cfg.init)
-    return init_weights(Generator(cfg, sn_impl), cfg.init)
+        return init_weights(ResNetGenerator(cfg, sn_impl, n_classes), cfg.init)
+    return init_weights(Generator(cfg, sn_impl, n_classes), cfg.init)
 
 
 def build_discriminator(cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametrization",
-                        resolution: int = BASE_RESOLUTION) -> nn.Module:
+                        resolution: int = BASE_RESOLUTION, n_classes: int = 0,
+                        cond: str = "projection") -> nn.Module:
     if custom_arch(cfg.arch):
         d = registry.build("discriminator", cfg.arch, cfg.kwargs)
-        registry.check_discriminator(d, resolution)
+        registry.check_discriminator(d, resolution, n_classes)
         return d
     if cfg.arch == "resnet":
         from gankit.models.resnet import ResNetDiscriminator
 
-        return init_weights(ResNetDiscriminator(cfg, sn_impl, resolution), cfg.init)
-    return init_weights(Discriminator(cfg, sn_impl, resolution), cfg.init)
+        return init_weights(ResNetDiscriminator(cfg, sn_impl, resolution, n_classes, cond),
+                            cfg.init)
+    return init_weights(Discriminator(cfg, sn_impl, resolution, n_classes, cond), cfg.init)
 
 
 def build_models(cfg: Config, sn_impl: SNImpl = "parametrization") -> tuple[nn.Module, nn.Module]:
-    """G and D as the config's ``arch`` fields say (DCGAN-style or ResNet)."""
-    return (build_generator(cfg.generator, sn_impl, cfg.data.resolution),
-            build_discriminator(cfg.discriminator, sn_impl, cfg.data.resolution))
+    """G and D as the config's ``arch`` fields say (DCGAN-style or ResNet), class-conditional
+    when ``cond.n_classes`` is set."""
+    k = cfg.cond.n_classes
+    return (build_generator(cfg.generator, sn_impl, cfg.data.resolution, k),
+            build_discriminator(cfg.discriminator, sn_impl, cfg.data.resolution, k,
+                                cfg.cond.discriminator))

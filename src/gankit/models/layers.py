@@ -34,8 +34,114 @@ def activation(name: str, slope: float) -> nn.Module:
     return nn.Identity()
 
 
-def norm2d(name: str, channels: int) -> nn.Module:
-    return nn.BatchNorm2d(channels) if name == "batch" else nn.Identity()
+def norm2d(name: str, channels: int, n_classes: int = 0) -> nn.Module:
+    """Batch norm (``batch``), conditional batch norm (``batch`` with classes) or nothing."""
+    if name != "batch":
+        return nn.Identity()
+    return ConditionalBatchNorm2d(channels, n_classes) if n_classes else nn.BatchNorm2d(channels)
+
+
+class Conditional(nn.Module):
+    """A layer whose forward takes the class labels too: ``forward(x, y)``."""
+
+
+class ConditionalBatchNorm2d(Conditional):
+    """Batch norm whose scale and shift are per class (de Vries et al. 2017; Miyato & Koyama
+    2018; BigGAN): ``BN(x) * gain[y] + bias[y]`` with BN's own affine off. The tables start
+    at the identity (gain 1, bias 0), so an untrained conditional G is the unconditional one.
+    The running statistics are shared by all classes, as in those papers."""
+
+    def __init__(self, channels: int, n_classes: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Embedding(n_classes, channels)
+        self.bias = nn.Embedding(n_classes, channels)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.bn(x)
+        return h * self.gain(y)[:, :, None, None] + self.bias(y)[:, :, None, None]
+
+
+def n_classes_of(m: nn.Module) -> int:
+    """The classes a (conditional) model was built for; 0 for an unconditional one."""
+    return int(getattr(m, "n_classes", 0) or 0)
+
+
+def balanced_labels(n: int, n_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``0, 1, ..., K-1, 0, 1, ...``: ``n`` labels with every class equally often (up to one),
+    the standard class-balanced protocol for sampling and scoring a conditional G."""
+    return torch.arange(n, device=device) % n_classes
+
+
+def call(m: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None):
+    """``m(x)``, or ``m(x, y)`` when there are labels (a conditional G or D)."""
+    return m(x) if y is None else m(x, y)
+
+
+def apply(m: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """``m(x, y)`` for a :class:`Conditional` layer, else ``m(x)``."""
+    return m(x, y) if isinstance(m, Conditional) else m(x)
+
+
+class CondSequential(nn.Sequential):
+    """``nn.Sequential`` that hands the labels to its :class:`Conditional` members (same
+    state-dict keys as ``nn.Sequential``, so unconditional checkpoints load unchanged)."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        for m in self:
+            x = apply(m, x, y)
+        return x
+
+
+class ProjectionHead(nn.Module):
+    """The class-conditional part of a projection discriminator (Miyato & Koyama 2018):
+    ``<embed(y), h>`` added to the unconditional head ``psi(h)``; spectral norm on the
+    embedding where D has it. Initialised as in their code (Xavier uniform)."""
+
+    def __init__(self, n_classes: int, features: int, sn: bool, impl: SNImpl) -> None:
+        super().__init__()
+        embed = nn.Embedding(n_classes, features)
+        nn.init.xavier_uniform_(embed.weight)
+        self.embed = maybe_sn(embed, sn, impl)
+
+    def forward(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (self.embed(y) * h).sum(1, keepdim=True)
+
+
+class ClassHead(nn.Module):
+    """AC-GAN's auxiliary classifier (Odena et al. 2017): class logits from D's features."""
+
+    def __init__(self, n_classes: int, features: int, sn: bool, impl: SNImpl) -> None:
+        super().__init__()
+        self.linear = maybe_sn(nn.Linear(features, n_classes), sn, impl)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.linear(h)
+
+
+def conditional_head(kind: str, n_classes: int, features: int, sn: bool,
+                     impl: SNImpl) -> nn.Module | None:
+    """D's class head for ``cond.discriminator``: a projection, an AC classifier, or none."""
+    if not n_classes:
+        return None
+    if kind == "projection":
+        return ProjectionHead(n_classes, features, sn, impl)
+    return ClassHead(n_classes, features, sn, impl)
+
+
+def d_output(head_out: torch.Tensor, h: torch.Tensor, y: torch.Tensor | None,
+             cond: nn.Module | None, gain: float, output: str
+             ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """D's result from its head's pre-activation and features ``h``: the score, plus the
+    projection term (before the gain and tanh) or, for AC-GAN, ``(score, class logits)``."""
+    if isinstance(cond, ProjectionHead):
+        if y is None:
+            raise ValueError("a projection discriminator needs the class labels")
+        head_out = head_out + cond(h, y)
+    score = critic_output(head_out, gain, output)
+    return (score, cond(h)) if isinstance(cond, ClassHead) else score
 
 
 def head_gain(gain: float | str, fan_in: int) -> float:

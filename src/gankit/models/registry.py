@@ -15,6 +15,9 @@ recorded config, so a custom network's run is reloaded exactly like a built-in o
   its batch. When absent it is read off the modules (any ``BatchNorm``); set it to ``True``
   for other batch coupling (minibatch-std), because without it gankit scores real and fake
   in one concatenated batch, which is only the same maths for a per-sample D.
+- Class-conditional (``cond.n_classes`` = K > 0): both say ``n_classes = K`` and take the
+  labels, ``G(z, y)`` and ``D(x, y)`` with ``y`` int64 ``(N,)``; an AC-GAN D returns
+  ``(scores, class_logits)``.
 - Constructor arguments come from ``generator.kwargs`` / ``discriminator.kwargs``.
 """
 
@@ -146,9 +149,20 @@ def has_batchnorm(d: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in d.modules())
 
 
-def check_generator(g: nn.Module, latent_dim: int, resolution: int) -> None:
+def _classes_agree(m: nn.Module, kind: str, n_classes: int) -> torch.Tensor | None:
+    """A conditional model says its ``n_classes``; the labels (0, 1) to probe it with."""
+    name = type(m).__qualname__
+    have = int(getattr(m, "n_classes", 0) or 0)
+    if have != n_classes:
+        raise GankitError(f"{kind} {name} has n_classes={have} but the config says "
+                          f"cond.n_classes={n_classes} (the model contract, docs/api.md)")
+    return torch.tensor([0, min(1, n_classes - 1)]) if n_classes else None
+
+
+def check_generator(g: nn.Module, latent_dim: int, resolution: int, n_classes: int = 0) -> None:
     """The generator half of the contract, on one tiny batch (eval mode, no grad, restored)."""
     name = type(g).__qualname__
+    y = _classes_agree(g, "generator", n_classes)
     lat = getattr(g, "latent_dim", None)
     if not isinstance(lat, int):
         raise GankitError(f"generator {name} has no int attribute latent_dim (the model contract, "
@@ -161,7 +175,8 @@ def check_generator(g: nn.Module, latent_dim: int, resolution: int) -> None:
     g.eval()
     try:
         with torch.no_grad():
-            x = g(torch.zeros(2, lat, device=device))
+            z = torch.zeros(2, lat, device=device)
+            x = g(z) if y is None else g(z, y.to(device))
     finally:
         g.train(was)
     if not isinstance(x, torch.Tensor) or tuple(x.shape) != (2, 3, resolution, resolution):
@@ -170,14 +185,18 @@ def check_generator(g: nn.Module, latent_dim: int, resolution: int) -> None:
                           f"(N, 3, {resolution}, {resolution}) images in [-1, 1] (data.resolution)")
 
 
-def check_discriminator(d: nn.Module, resolution: int) -> None:
+def check_discriminator(d: nn.Module, resolution: int, n_classes: int = 0) -> None:
     name = type(d).__qualname__
+    y = _classes_agree(d, "discriminator", n_classes)
     device = next(d.parameters()).device
     was = d.training
     d.eval()
     try:
         with torch.no_grad():
-            out = d(torch.zeros(2, 3, resolution, resolution, device=device))
+            x = torch.zeros(2, 3, resolution, resolution, device=device)
+            out = d(x) if y is None else d(x, y.to(device))
+            if isinstance(out, tuple):  # AC-GAN: (scores, class logits)
+                out = out[0]
     finally:
         d.train(was)
     if not isinstance(out, torch.Tensor) or out.numel() != 2:

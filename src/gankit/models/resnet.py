@@ -18,7 +18,18 @@ from torch import nn
 
 from gankit.config import BASE_RESOLUTION, DiscriminatorConfig, GeneratorConfig
 from gankit.models.attention import SelfAttention
-from gankit.models.layers import SNImpl, activation, critic_output, head_gain, maybe_sn, norm2d
+from gankit.models.layers import (
+    Conditional,
+    CondSequential,
+    SNImpl,
+    activation,
+    apply,
+    conditional_head,
+    d_output,
+    head_gain,
+    maybe_sn,
+    norm2d,
+)
 
 # SNGAN's xavier scheme (Miyato et al.'s chainer code, Mimicry): gain sqrt(2) on the two 3x3
 # convs of each residual branch (they feed a ReLU), 1 on shortcuts, the dense layer, the RGB
@@ -37,43 +48,46 @@ def _residual_convs(cin: int, cout: int, sn: bool, impl: SNImpl) -> tuple[nn.Mod
             _conv(cout, cout, 3, sn, impl, RESIDUAL_GAIN))
 
 
-class UpBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, cfg: GeneratorConfig, impl: SNImpl) -> None:
+class UpBlock(Conditional):
+    def __init__(self, cin: int, cout: int, cfg: GeneratorConfig, impl: SNImpl,
+                 n_classes: int = 0) -> None:
         super().__init__()
         sn = cfg.spectral_norm
-        self.norm1, self.norm2 = norm2d(cfg.norm, cin), norm2d(cfg.norm, cout)
+        self.norm1, self.norm2 = norm2d(cfg.norm, cin, n_classes), norm2d(cfg.norm, cout, n_classes)
         self.act = activation(cfg.activation, cfg.leaky_slope)
         self.conv1, self.conv2 = _residual_convs(cin, cout, sn, impl)
         self.shortcut = _conv(cin, cout, 1, sn, impl)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.interpolate(self.act(self.norm1(x)), scale_factor=2, mode="nearest")
-        h = self.conv2(self.act(self.norm2(self.conv1(h))))
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.interpolate(self.act(apply(self.norm1, x, y)), scale_factor=2, mode="nearest")
+        h = self.conv2(self.act(apply(self.norm2, self.conv1(h), y)))
         return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
 class ResNetGenerator(nn.Module):
-    def __init__(self, cfg: GeneratorConfig, sn_impl: SNImpl = "parametrization") -> None:
+    def __init__(self, cfg: GeneratorConfig, sn_impl: SNImpl = "parametrization",
+                 n_classes: int = 0) -> None:
         super().__init__()
         sn = cfg.spectral_norm
-        self.latent_dim, self.base = cfg.latent_dim, cfg.base_channels
+        self.latent_dim, self.base, self.n_classes = cfg.latent_dim, cfg.base_channels, n_classes
         self.project = maybe_sn(nn.Linear(cfg.latent_dim, self.base * 16), sn, sn_impl)
         blocks: list[nn.Module] = []
         cin, res = self.base, 4
         for w in cfg.widths:
             res *= 2
-            blocks.append(UpBlock(cin, w, cfg, sn_impl))
+            blocks.append(UpBlock(cin, w, cfg, sn_impl, n_classes))
             if res in cfg.attention:
                 blocks.append(SelfAttention(w, sn, cfg.attention_pool, sn_impl))
             cin = w
-        self.blocks = nn.Sequential(*blocks)
-        self.out = nn.Sequential(
-            norm2d(cfg.norm, cin), activation(cfg.activation, cfg.leaky_slope),
+        self.blocks = CondSequential(*blocks)
+        self.out = CondSequential(
+            norm2d(cfg.norm, cin, n_classes), activation(cfg.activation, cfg.leaky_slope),
             _conv(cin, 3, cfg.out_kernel, sn, sn_impl), nn.Tanh(),
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.out(self.blocks(self.project(z).view(z.shape[0], self.base, 4, 4)))
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.project(z).view(z.shape[0], self.base, 4, 4)
+        return self.out(self.blocks(x, y), y)
 
 
 class DownBlock(nn.Module):
@@ -102,8 +116,10 @@ class DownBlock(nn.Module):
 
 class ResNetDiscriminator(nn.Module):
     def __init__(self, cfg: DiscriminatorConfig, sn_impl: SNImpl = "parametrization",
-                 resolution: int = BASE_RESOLUTION) -> None:
+                 resolution: int = BASE_RESOLUTION, n_classes: int = 0,
+                 cond: str = "projection") -> None:
         super().__init__()
+        self.n_classes = n_classes
         blocks: list[nn.Module] = []
         cin, res = 3, resolution
         for i, (w, s) in enumerate(zip(cfg.widths, cfg.strides, strict=True)):
@@ -116,10 +132,11 @@ class ResNetDiscriminator(nn.Module):
         self.act = activation(cfg.activation, cfg.leaky_slope)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = maybe_sn(nn.Linear(cin, 1), cfg.spectral_norm, sn_impl)
+        self.cond = conditional_head(cond, n_classes, cin, cfg.spectral_norm, sn_impl)
         self.gain = head_gain(cfg.head_gain, cin)
         self.output = cfg.output
         self.has_batchnorm = cfg.norm == "batch"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.blocks(x)).sum(dim=(2, 3))
-        return critic_output(self.head(self.dropout(h)), self.gain, self.output)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        h = self.dropout(self.act(self.blocks(x)).sum(dim=(2, 3)))
+        return d_output(self.head(h), h, y, self.cond, self.gain, self.output)

@@ -57,15 +57,16 @@ class SampleGrids(Callback):
     def on_epoch_end(self, trainer: Trainer) -> None:
         t, e = trainer.cfg.train, trainer.state.epoch
         if e % t.sample_every == 0 or e == t.epochs:
-            images = to_uint8(trainer.state.sample(trainer.state.fixed_z))
-            save_grid(trainer.run_dir / "samples" / f"epoch-{e:06d}.png", images)
+            images = to_uint8(trainer.state.sample_grid())
+            save_grid(trainer.run_dir / "samples" / f"epoch-{e:06d}.png", images,
+                      trainer.state.grid_cols)
             trainer.emit("on_images", "samples", images)
 
     def on_stop(self, trainer: Trainer, reason: str) -> None:
         if reason == "budget":
-            images = to_uint8(trainer.state.sample(trainer.state.fixed_z))
+            images = to_uint8(trainer.state.sample_grid())
             save_grid(trainer.run_dir / "samples" / f"final-step-{trainer.state.global_step:09d}.png",
-                      images)
+                      images, trainer.state.grid_cols)
 
 
 class FIDTracking(Callback):
@@ -129,7 +130,8 @@ class TensorBoardLog(Callback):
 
     def on_images(self, trainer: Trainer, tag: str, images: Any) -> None:
         if self.board is not None:
-            self.board.image(tag, make_grid(images), trainer.state.global_step)
+            self.board.image(tag, make_grid(images, trainer.state.grid_cols),
+                             trainer.state.global_step)
 
     def on_fit_end(self, trainer: Trainer, reason: str) -> None:
         self.close()

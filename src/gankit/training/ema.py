@@ -16,6 +16,8 @@ import copy
 import torch
 from torch import nn
 
+from gankit.models.layers import balanced_labels, call, n_classes_of
+
 # Latents for the standing statistics: fixed (a run, its resume and `generate` compute the same
 # numbers) and drawn from their own generator (training's RNG streams are not touched).
 STANDING_SEED = 2**31 - 1
@@ -42,8 +44,10 @@ def standing_statistics(g: nn.Module, batches: int = STANDING_BATCHES,
             b.reset_running_stats()
             b.momentum = None  # cumulative average over the batches
             b.train()
+        k = n_classes_of(g)  # a conditional G: every class equally often
+        y = balanced_labels(batch_size, k, device) if k else None
         for _ in range(batches):
-            g(torch.randn(batch_size, g.latent_dim, generator=gen).to(device))
+            call(g, torch.randn(batch_size, g.latent_dim, generator=gen).to(device), y)
     finally:
         for b, m in zip(bns, momenta, strict=True):
             b.momentum = m

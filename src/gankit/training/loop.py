@@ -85,10 +85,8 @@ def load_training_images(cfg: Config, data_dir: str | Path | None, progress: boo
     """The run's training images at its resolution (see :mod:`gankit.data.sources`)."""
     d = cfg.data
     images = load_images(d.dataset, data_dir=data_dir, split=d.split, resolution=d.resolution,
-                         resize_filter=d.resize_filter, progress=progress)
-    if d.limit:
-        images = Images(images.pixels[: d.limit], {**images.info, "limit": d.limit})
-    return images
+                         resize_filter=d.resize_filter, progress=progress, labels=d.labels)
+    return images.select(d.limit) if d.limit else images
 
 
 def fid_protocol(cfg: Config) -> dict[str, Any]:
@@ -245,12 +243,15 @@ class Trainer:
             images = load_training_images(self.cfg, data_dir, progress=progress)
         data_info = images.info if isinstance(images, Images) else None
         pixels = images.pixels if isinstance(images, Images) else images
+        labels = images.labels if isinstance(images, Images) else None
+        classes = (data_info or {}).get("classes") if labels is not None else None
         rt = setup(self.cfg.perf)  # joins the process group under torchrun
         user_cfg = self.cfg  # what config.yaml keeps ("auto" stays auto; run.json has the choice)
         cfg, perf_record = _resolve_perf(user_cfg, run_dir, resume, rt)
         self.cfg, self.rt = cfg, setup(cfg.perf)
         # every config/data problem shows up before any file
-        self.state = st = TrainingState(cfg, pixels, self.rt, models=self.models)
+        self.state = st = TrainingState(cfg, pixels, self.rt, models=self.models, labels=labels,
+                                        classes=classes)
         self.callbacks = self._builtin_callbacks() + self.user_callbacks
         if resume:
             note = _resume(st, run_dir, user_cfg, self.rt)

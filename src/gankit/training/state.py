@@ -21,6 +21,7 @@ from gankit.config import Config
 from gankit.data import BatchSampler
 from gankit.errors import GankitError
 from gankit.models import build_models
+from gankit.models.layers import call
 from gankit.training import checkpoint
 from gankit.training.ema import EMA
 from gankit.training.runtime import Runtime, all_reduce_max, gather_objects, setup, use_sync_bn
@@ -34,6 +35,36 @@ class NonFiniteLoss(Exception):
     def __init__(self, step: int) -> None:
         super().__init__(f"non-finite loss at step {step}")
         self.step = step
+
+
+def check_labels(cfg: Config, labels: torch.Tensor | None, classes: list[str] | None,
+                 n: int) -> torch.Tensor | None:
+    """The labels a conditional run trains on (None for an unconditional one), checked: every
+    image has one, all are classes of ``cond.n_classes``, and no class is empty."""
+    k = cfg.cond.n_classes
+    if not k:
+        return None
+    src = cfg.data.dataset
+    if labels is None:
+        raise GankitError(f"cond.n_classes={k} needs class labels, but {src} has none; use "
+                          "CIFAR, a folder with one sub-folder per class, or an .npz with a "
+                          "'labels' array")
+    if len(labels) != n:
+        raise GankitError(f"{src}: {len(labels)} labels for {n} images")
+    if classes is not None and len(classes) != k:
+        raise GankitError(f"{src} has {len(classes)} classes but cond.n_classes={k}; set "
+                          f"cond.n_classes={len(classes)}")
+    if int(labels.min()) < 0 or int(labels.max()) >= k:
+        raise GankitError(f"{src}: label {int(labels.max())} is outside the {k} classes "
+                          f"0..{k - 1} (cond.n_classes)")
+    counts = torch.bincount(labels, minlength=k)
+    empty = [i for i in range(k) if counts[i] == 0]
+    if empty:
+        names = [classes[i] if classes else str(i) for i in empty[:5]]
+        raise GankitError(f"{src}: class{'es' if len(empty) > 1 else ''} {', '.join(names)} "
+                          f"{'have' if len(empty) > 1 else 'has'} no images (data.limit or a "
+                          "slice too small?); every class needs some")
+    return labels
 
 
 def rank_seed(seed: int, rank: int, step: int) -> int:
@@ -53,8 +84,10 @@ class TrainingState:
     """
 
     def __init__(self, cfg: Config, images: torch.Tensor, rt: Runtime | None = None,
-                 models: tuple[torch.nn.Module, torch.nn.Module] | None = None) -> None:
+                 models: tuple[torch.nn.Module, torch.nn.Module] | None = None,
+                 labels: torch.Tensor | None = None, classes: list[str] | None = None) -> None:
         self.cfg, self.rt = cfg, rt or setup(cfg.perf)
+        labels = check_labels(cfg, labels, classes, len(images))
         torch.manual_seed(cfg.train.seed + self.rt.rank)  # init (rank 0's wins under DDP), dropout
         g, d = models if models is not None else build_models(cfg)
         sync = [use_sync_bn(cfg.perf.sync_bn, self.rt.device, self.rt.world_size, m)
@@ -71,6 +104,14 @@ class TrainingState:
         self.noise_gen = torch.Generator(dev).manual_seed(seed + 2)
         fixed = torch.Generator().manual_seed(seed + 3)
         self.fixed_z = torch.randn(cfg.train.n_samples, cfg.generator.latent_dim, generator=fixed)
+        self.fixed_y: torch.Tensor | None = None
+        self.grid_cols: int | None = None  # None: a square grid
+        if cfg.cond.n_classes:  # grids: one row per class, the same latents in every row
+            k = cfg.cond.n_classes
+            cols = max(1, cfg.train.n_samples // k)
+            self.fixed_z = self.fixed_z[:cols].repeat(k, 1)
+            self.fixed_y = torch.arange(k).repeat_interleave(cols)
+            self.grid_cols = cols
         r = cfg.data.resolution
         if tuple(images.shape[1:]) != (3, r, r):
             raise GankitError(f"training images are {tuple(images.shape[1:])}, but the models are "
@@ -83,8 +124,12 @@ class TrainingState:
             )
         self.n_real = n_real
         self.sampler = BatchSampler(images.to(dev), n_real, self.data_gen, cfg.data.hflip,
-                                    self.rt.rank, self.rt.world_size)
+                                    self.rt.rank, self.rt.world_size,
+                                    labels=None if labels is None else labels.to(dev))
         self.step = GANStep(cfg, self.g, self.d, self.rt, self.noise_gen, compile=self.rt.compile)
+        if labels is not None and cfg.cond.fake_labels == "data":
+            freq = torch.bincount(labels, minlength=cfg.cond.n_classes).double()
+            self.step.label_probs = (freq / freq.sum()).float().to(dev)
         self.ema = EMA(self.g, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
         self.steps_per_epoch = len(self.sampler) // cfg.optim.n_dis
         if self.steps_per_epoch < 1:
@@ -229,15 +274,21 @@ class TrainingState:
         return {"G_ema": self.ema.averaged()} if self.ema is not None else {}
 
     @torch.no_grad()
-    def sample(self, z: torch.Tensor) -> torch.Tensor:
+    def sample(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images of the evaluation G (EMA where enabled) for latents ``z`` (and labels)."""
         g = self.g_eval
         was_training = g.training
         g.eval()
         try:
             with self.rt.autocast():
-                return g(z.to(self.rt.device)).float()
+                y = None if y is None else y.to(self.rt.device)
+                return call(g, z.to(self.rt.device), y).float()
         finally:
             g.train(was_training)
+
+    def sample_grid(self) -> torch.Tensor:
+        """The fixed latents' images (one row per class when conditional)."""
+        return self.sample(self.fixed_z, self.fixed_y)
 
     # -- iterations ----------------------------------------------------------------------
     def _epoch_seconds_now(self) -> float:

@@ -17,11 +17,13 @@ W*b (up to float summation order) for models without batch norm.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gankit.config import Config
 from gankit.data.augment import DiffAugment
 from gankit.losses import PenaltyInputs, build_loss, clip_weights
+from gankit.models.layers import call
 from gankit.models.registry import has_batchnorm
 from gankit.training.runtime import Runtime, all_reduce_mean
 
@@ -93,11 +95,21 @@ class GANStep:
         self._slice_g = slice(rt.rank * b, (rt.rank + 1) * b)
         self.concat_d = not has_batchnorm(self.d_plain)
         self.reuse_fake = o.g_fake == "reuse"
-        self._kept_fake: torch.Tensor | None = None
+        self._kept_fake: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        # Class-conditional: fake labels are drawn from the shared noise generator (so they
+        # are in the checkpointed RNG state and every rank takes its slice, like the latents).
+        self.n_classes = cfg.cond.n_classes
+        self.ac_weight = cfg.cond.ac_weight if cfg.cond.discriminator == "ac" else 0.0
+        self.ac = bool(self.n_classes) and cfg.cond.discriminator == "ac"
+        self.label_probs: torch.Tensor | None = None  # fake_labels=data: the class frequencies
+        if self.n_classes:
+            self._y_d = torch.empty(w * self.n_real, dtype=torch.long, device=rt.device)
+            self._y_g = torch.empty(w * b, dtype=torch.long, device=rt.device)
+        self.extra_names = [p.name for p in self.penalties] + (["ac"] if self.ac else [])
         a = cfg.augment
         self.augment = DiffAugment(a.policy, a.translation, a.cutout)
-        # sums of d_real, d_fake, g and each penalty's value
-        self.stats = torch.zeros(3 + len(self.penalties), device=rt.device)
+        # sums of d_real, d_fake, g, each penalty's value and AC-GAN's D cross-entropy
+        self.stats = torch.zeros(3 + len(self.extra_names), device=rt.device)
         self.count = 0
         self.d_updates = 0  # D updates so far (lazy penalties count them)
         # First step whose losses were not finite (-1: none); kept on the device, no sync.
@@ -111,60 +123,101 @@ class GANStep:
         """What D sees: the image after DiffAugment (if on), in D's memory format."""
         return self._fmt(self.augment(x) if self.augment else x)
 
-    def d_step(self, real: torch.Tensor, keep_fake: bool = False) -> torch.Tensor:
-        """One D update. ``keep_fake``: G's forward keeps its graph and the fakes are kept for
-        the G step (``optim.g_fake=reuse``); D itself always sees them detached."""
-        cfg = self.cfg
+    def _fake_labels(self, buf: torch.Tensor, part: slice) -> torch.Tensor | None:
+        """Labels for generated images (None when unconditional): uniform, or drawn by the
+        data's class frequencies (``cond.fake_labels=data``)."""
+        if not self.n_classes:
+            return None
+        if self.label_probs is not None:
+            buf.copy_(torch.multinomial(self.label_probs, len(buf), replacement=True,
+                                        generator=self.noise))
+        else:
+            buf.random_(0, self.n_classes, generator=self.noise)
+        return buf[part]
+
+    @staticmethod
+    def _scores(d: nn.Module, x: torch.Tensor, y: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's scores (fp32) and, for AC-GAN, its class logits (fp32)."""
+        out = call(d, x, y)
+        if isinstance(out, tuple):
+            return out[0].float(), out[1].float()
+        return out.float(), None
+
+    def d_step(self, real: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+               keep_fake: bool = False) -> torch.Tensor:
+        """One D update on a real batch (with its labels when conditional). ``keep_fake``:
+        G's forward keeps its graph and the fakes are kept for the G step
+        (``optim.g_fake=reuse``); D itself always sees them detached."""
+        real, real_y = real if isinstance(real, tuple) else (real, None)
         z = self._z_d.normal_(generator=self.noise)[self._slice_d]
+        fake_y = self._fake_labels(self._y_d, self._slice_d) if self.n_classes else None
         with torch.set_grad_enabled(keep_fake), self.rt.autocast():
-            fake = self.g(z)
+            fake = call(self.g, z, fake_y)
         if keep_fake:
-            self._kept_fake = fake
+            self._kept_fake = (fake, fake_y)
         real = self._d_input(real)
         fake = self._d_input(fake.detach().to(real.dtype))
         with self.rt.autocast():
             if self.concat_d:
-                out = self.d(torch.cat([real, fake])).float()
+                y = None if real_y is None else torch.cat([real_y, fake_y])
+                out, logits = self._scores(self.d, torch.cat([real, fake]), y)
                 out_real, out_fake = out[: len(real)], out[len(real) :]
+                lg_real, lg_fake = (None, None) if logits is None else \
+                    (logits[: len(real)], logits[len(real) :])
             else:
-                out_real, out_fake = self.d(real).float(), self.d(fake).float()
+                out_real, lg_real = self._scores(self.d, real, real_y)
+                out_fake, lg_fake = self._scores(self.d, fake, fake_y)
         loss_real, loss_fake = self.loss.d_loss(out_real, out_fake)
         loss = loss_real + loss_fake
         values = []
         if self.penalties:
             # fp16: the AMP recipe scales the output before the input gradient and unscales
-            # that gradient, so small gradients survive the half-precision pass.
-            inputs = PenaltyInputs(self.d, real, fake, out_real, out_fake, self.d_updates,
+            # that gradient, so small gradients survive the half-precision pass. A
+            # conditional D is scored with the real labels (for GP's interpolates too).
+            inputs = PenaltyInputs(lambda x: self._scores(self.d, x, real_y)[0], real, fake,
+                                   out_real, out_fake, self.d_updates,
                                    self.d_scaler.get_scale() if self.d_scaler.is_enabled() else 1.0)
             for p in self.penalties:
                 with self.rt.autocast():
                     v = p(inputs).float()
                 loss = loss + p.weight * v
                 values.append(v.detach())
+        if self.ac:  # AC-GAN: D classifies real and generated images
+            ce = F.cross_entropy(lg_real, real_y) + F.cross_entropy(lg_fake, fake_y)
+            loss = loss + self.ac_weight * ce
+            values.append(ce.detach())
         self.d_updates += 1
         self.d_opt.zero_grad(set_to_none=True)
         self.d_scaler.scale(loss).backward()
         self.d_scaler.step(self.d_opt)
         self.d_scaler.update()
-        if cfg.loss.clip:
-            clip_weights(self.d, cfg.loss.clip)
+        if self.cfg.loss.clip:
+            clip_weights(self.d, self.cfg.loss.clip)
         return torch.stack([loss_real.detach(), loss_fake.detach(), *values])
 
     def g_step(self) -> torch.Tensor:
-        fake, self._kept_fake = self._kept_fake, None
+        kept, self._kept_fake = self._kept_fake, None
         with self.rt.autocast():
-            if fake is None:
-                fake = self.g(self._z_g.normal_(generator=self.noise)[self._slice_g])
-            out = self.d_for_g(self._d_input(fake)).float()
+            if kept is None:
+                z = self._z_g.normal_(generator=self.noise)[self._slice_g]
+                fake_y = self._fake_labels(self._y_g, self._slice_g) if self.n_classes else None
+                fake = call(self.g, z, fake_y)
+            else:
+                fake, fake_y = kept
+            out, logits = self._scores(self.d_for_g, self._d_input(fake), fake_y)
         loss = self.loss.g_loss(out)
+        if self.ac:  # G makes images D classifies as their labels
+            loss = loss + self.ac_weight * F.cross_entropy(logits, fake_y)
         self.g_opt.zero_grad(set_to_none=True)
         self.g_scaler.scale(loss).backward(inputs=list(self.g_plain.parameters()))
         self.g_scaler.step(self.g_opt)
         self.g_scaler.update()
         return loss.detach()
 
-    def __call__(self, reals: list[torch.Tensor]) -> None:
-        """One iteration on ``n_dis`` real batches; losses are added to ``self.stats``."""
+    def __call__(self, reals: list[torch.Tensor] | list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """One iteration on ``n_dis`` real batches (``(images, labels)`` when conditional);
+        losses are added to ``self.stats``."""
         last = len(reals) - 1
         d_stats = torch.stack([self.d_step(r, keep_fake=self.reuse_fake and i == last)
                                for i, r in enumerate(reals)]).mean(0)
@@ -195,7 +248,7 @@ class GANStep:
         out = {"d_loss_real": vals[0], "d_loss_fake": vals[1], "g_loss": vals[2]}
         if self.loss.wasserstein:
             out["wasserstein"] = -(vals[0] + vals[1])  # E[D(real)] - E[D(fake)]
-        out.update({p.name: v for p, v in zip(self.penalties, vals[3:], strict=True)})
+        out.update(dict(zip(self.extra_names, vals[3:], strict=True)))
         return out
 
     def state_dict(self) -> dict:

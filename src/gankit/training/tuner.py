@@ -152,6 +152,8 @@ def measure(cfg: Config, choice: Choice, device: torch.device, steps: int = 3,
         r = cfg.data.resolution
         reals = [(torch.rand(step.n_real, 3, r, r, generator=gen) * 2 - 1).to(device)
                  for _ in range(cfg.optim.n_dis)]
+        if cfg.cond.n_classes:  # a conditional model trains on (images, labels)
+            reals = [(x, torch.arange(len(x), device=device) % cfg.cond.n_classes) for x in reals]
         step(reals)
         losses = step.pop_stats()
         for _ in range(warmup):
