@@ -164,7 +164,7 @@ def test_every_preset_learns_on_real_data(tmp_path, preset):
     g0 = build_generator(cfg.generator, n_classes=cfg.cond.n_classes).eval()
     ext = FeatureExtractor(inc)
     ref = source_stats(load_source("cifar10:test[0:300]", data_dir=data), ext)[0]
-    fid0 = fid_from_stats(Stats.from_features(ext(sample_images(g0, 300, 12345))), ref)
+    fid0 = fid_from_stats(Stats.from_features(ext(sample_images(g0, 300, 12345))), ref, "eigh")
     assert fid["step"] == steps and fid["n"] == 300
     assert (run / "samples" / "epoch-000001.png").is_file() and (run / "loss.png").is_file()
     assert (run / "checkpoints" / "epoch-000001.safetensors").is_file()

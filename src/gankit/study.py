@@ -21,7 +21,14 @@ from gankit.generate import load_generator, sample_images
 from gankit.io import read_jsonl, write_json
 from gankit.metrics.baselines import baselines
 from gankit.metrics.fid import Stats, fid_from_stats
-from gankit.metrics.protocol import SAMPLE_SEED, check_disjoint, draw_fids, fmt, summarize
+from gankit.metrics.protocol import (
+    PROTOCOL_METHOD,
+    SAMPLE_SEED,
+    check_disjoint,
+    draw_fids,
+    fmt,
+    summarize,
+)
 from gankit.metrics.sources import load_source, source_stats
 from gankit.reports.html import render
 from gankit.reports.images import save_grid
@@ -100,7 +107,8 @@ def run_study(out: Path, data_dir, inception, *, epochs: int, minutes: float | N
                 row = {"model": name, "seed": s, "which": which, "epoch": epoch,
                        "fid_ref": summarize(draws),
                        "fid_standard": fid_from_stats(Stats.from_features(
-                           ext(fake[:p.standard_n], progress=progress)), std_ref)}
+                           ext(fake[:p.standard_n], progress=progress)), std_ref,
+                           PROTOCOL_METHOD)}
                 if which == "best" and best_rec:
                     row.update(step=best_rec["step"], wall_seconds=best_rec.get("wall_time"),
                                fid_select=best_rec["fid"])

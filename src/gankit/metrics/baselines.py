@@ -10,6 +10,7 @@ import numpy as np
 from gankit.data import load_cifar10
 from gankit.metrics.fid import Stats, fid_from_stats
 from gankit.metrics.inception import FeatureExtractor
+from gankit.metrics.protocol import PROTOCOL_METHOD
 
 
 def baselines(ext: FeatureExtractor, data_dir: str | Path | None, n: int,
@@ -25,7 +26,7 @@ def baselines(ext: FeatureExtractor, data_dir: str | Path | None, n: int,
         stats[split] = (Stats.from_features(feats[:n]), Stats.from_features(feats[n:]))
     return {
         "n": n, "seed": seed, **ext.describe(),
-        "train_vs_train": fid_from_stats(*stats["train"]),
-        "test_vs_test": fid_from_stats(*stats["test"]),
-        "train_vs_test": fid_from_stats(stats["train"][0], stats["test"][0]),
+        "train_vs_train": fid_from_stats(*stats["train"], PROTOCOL_METHOD),
+        "test_vs_test": fid_from_stats(*stats["test"], PROTOCOL_METHOD),
+        "train_vs_test": fid_from_stats(stats["train"][0], stats["test"][0], PROTOCOL_METHOD),
     }

@@ -70,9 +70,15 @@ def check_disjoint(select: str, report: str) -> None:
             "share images (a biased best); choose it on a disjoint split, e.g. test[5000:6000]")
 
 
+# The Fréchet distance of the protocol's many small FIDs by eigenvalues, not scipy's sqrtm:
+# the same quantity, 4-5x faster at 2,048 dimensions on 2 cores (3.5 vs 16 s), and within
+# 2e-5 of sqrtm on real Inception features at N = 500 and 1,000 (docs/results.md).
+PROTOCOL_METHOD = "eigh"
+
+
 def draw_fids(g: torch.nn.Module, ext: FeatureExtractor, ref: Stats, n: int,
               draws: int) -> list[float]:
     """FID of ``draws`` independent sets of ``n`` samples (seeds ``SAMPLE_SEED + d``)
     against ``ref``."""
-    return [fid_from_stats(Stats.from_features(ext(sample_images(g, n, SAMPLE_SEED + d))), ref)
-            for d in range(draws)]
+    return [fid_from_stats(Stats.from_features(ext(sample_images(g, n, SAMPLE_SEED + d))), ref,
+                           PROTOCOL_METHOD) for d in range(draws)]
