@@ -291,3 +291,10 @@ def test_conditional_data_errors(tmp_path, fake_cifar, capsys, data, extra, matc
                               for x in ("--set", s)]], capsys)
     assert code == 2 and match in err and "Traceback" not in err, err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_bench_step_feeds_a_conditional_preset_labels():
+    from gankit.bench import fast_step
+
+    cfg = cond_cfg()
+    fast_step(cfg)(torch.rand(cfg.train.n_real, 3, 32, 32) * 2 - 1)  # raised before: no labels

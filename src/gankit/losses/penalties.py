@@ -18,7 +18,8 @@ import torch
 @dataclass
 class PenaltyInputs:
     """What one D update knows: D itself, the images it saw (after DiffAugment), its outputs
-    on them (fp32), the 0-based index of this D update, and the GradScaler's scale (fp16)."""
+    on them (fp32), the 0-based index of this D update, the GradScaler's scale (fp16), and
+    whether this step is one of several DDP ranks' (then a penalty may all-reduce)."""
 
     d: Callable[[torch.Tensor], torch.Tensor]
     real: torch.Tensor
@@ -27,6 +28,7 @@ class PenaltyInputs:
     out_fake: torch.Tensor
     d_update: int
     scale: float = 1.0
+    distributed: bool = False
 
 
 class Penalty:
@@ -118,7 +120,7 @@ class LeCam(Penalty):
 
     def __call__(self, x: PenaltyInputs) -> torch.Tensor:
         means = torch.stack([x.out_real.detach().mean(), x.out_fake.detach().mean()])
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if x.distributed:  # not merely "a process group exists": the tuner times one rank alone
             torch.distributed.all_reduce(means)
             means /= torch.distributed.get_world_size()
         if self.anchors is None:
