@@ -83,3 +83,24 @@ def test_step_wraps_ddp_and_compile_itself(tmp_path, tiny_cfg):
             assert step._z_d.shape[0] == 2 * step.n_real  # latents of the global batch
     finally:
         dist.destroy_process_group()
+
+
+def test_fid_during_training_is_sharded_over_the_ranks(tmp_path):
+    """Issue 24.4: FID used to run on rank 0 while the other ranks waited in a collective.
+    Now each of 2 ranks embeds half the samples and rank 0's FID equals one process's."""
+    import numpy as np
+
+    out = tmp_path / "ddp"
+    out.mkdir()
+    rng = np.random.default_rng(1)
+    np.savez(out / "ref.npz", images=rng.integers(0, 256, (60, 32, 32, 3), np.uint8))
+    worker = str(Path(__file__).with_name("ddp_fid_worker.py"))
+    _torchrun([worker, str(out), *TINY, "train.epochs=2", "train.fid_every=1", "train.fid_n=30",
+               "perf.precision=fp32", "discriminator.dropout=0.0"])
+    import json
+
+    rec = json.loads((out / "fid.json").read_text())
+    assert rec["evals"] == 2 and rec["ranks"] == 2
+    assert rec["logged"] == pytest.approx(rec["single"], rel=1e-4)  # same samples, same features
+    # 2 evaluations x 15 samples each: every rank did its half, not rank 0 all of it
+    assert [int((out / f"rank{r}.embedded").read_text()) for r in (0, 1)] == [30, 30]

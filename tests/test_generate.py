@@ -113,3 +113,15 @@ def test_progress_animation_has_every_sampled_epoch(tmp_path, tiny_cfg, images):
         frame = np.asarray(gif.convert("RGB"))
         png = np.asarray(Image.open(run / "samples" / f"epoch-{k + 1:06d}.png").convert("RGB"))
         assert frame.shape == png.shape and np.abs(frame.astype(int) - png).mean() < 8  # GIF palette
+
+
+def test_a_shard_of_the_samples_is_the_slice_of_the_whole_draw(run):
+    """A DDP rank's share (``part``) draws every latent as one process does and keeps its
+    slice, so the shards concatenate to the single-process samples."""
+    from gankit.generate import shard
+
+    g, _, _ = load_generator(run, device="cpu")
+    whole = sample_images(g, 23, seed=5, batch_size=10)
+    parts = [sample_images(g, 23, seed=5, batch_size=10, part=shard(23, r, 3)) for r in range(3)]
+    assert [len(p) for p in parts] == [7, 8, 8]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)

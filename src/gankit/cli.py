@@ -74,10 +74,11 @@ def train(preset, data_dir, out, epochs, minutes, overrides, resume, dataset, fi
         click.echo(f"warning: {line}", err=True)
     images = load_training_images(cfg, data_dir)
     evaluator = None
-    if cfg.train.fid_every and os.environ.get("RANK", "0") == "0":  # FID runs on rank 0 only
+    if cfg.train.fid_every:  # sharded over DDP ranks; rank 0 holds the reference
         from gankit.metrics.training import TrainingFID
 
-        evaluator = TrainingFID(cfg, data_dir, inception)
+        evaluator = TrainingFID(cfg, data_dir, inception,
+                                reference=os.environ.get("RANK", "0") == "0")
     from gankit.reports.plots import plot_run
 
     try:

@@ -66,8 +66,11 @@ def sample_labels(g: nn.Module, n: int, label: int | None = None) -> torch.Tenso
 
 @torch.no_grad()
 def sample_images(g: nn.Module, n: int, seed: int = 0, batch_size: int = 500,
-                  labels: torch.Tensor | None = None) -> np.ndarray:
-    """``n`` images as uint8 N x R x R x 3 from latents drawn with ``seed``, in fp32.
+                  labels: torch.Tensor | None = None,
+                  part: tuple[int, int] | None = None) -> np.ndarray:
+    """``n`` images as uint8 N x R x R x 3 from latents drawn with ``seed``, in fp32; with
+    ``part=(lo, hi)`` only images ``lo:hi`` of those ``n`` (a DDP rank's share, :func:`shard`),
+    the same pixels the whole draw gives there.
 
     A conditional G samples ``labels`` (default: class-balanced, :func:`sample_labels`).
     Touches no global state (threads, RNG, precision): it runs on G's device with its own
@@ -79,17 +82,27 @@ def sample_images(g: nn.Module, n: int, seed: int = 0, batch_size: int = 500,
     gen = torch.Generator().manual_seed(seed)
     if labels is None:
         labels = sample_labels(g, n)
+    lo, hi = (0, n) if part is None else part
     was_training = g.training
     g.eval()
     out = []
     try:
         for i in range(0, n, batch_size):
-            z = torch.randn(min(batch_size, n - i), g.latent_dim, generator=gen).to(device)
-            y = None if labels is None else labels[i : i + len(z)].to(device)
-            out.append(to_uint8(call(g, z, y).float()))
+            # every latent is drawn, in the same chunks, so a part is the whole draw's slice
+            z = torch.randn(min(batch_size, n - i), g.latent_dim, generator=gen)
+            a, b = max(lo, i) - i, min(hi, i + len(z)) - i
+            if a >= b:
+                continue
+            y = None if labels is None else labels[i + a : i + b].to(device)
+            out.append(to_uint8(call(g, z[a:b].to(device), y).float()))
     finally:
         g.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 32, 32, 3), np.uint8)
+
+
+def shard(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Rank ``rank``'s contiguous share ``[lo, hi)`` of ``n`` items (sizes differ by <= 1)."""
+    return n * rank // world_size, n * (rank + 1) // world_size
 
 
 def class_index(cfg: Config, run_classes: list[str] | None, name: str) -> int:

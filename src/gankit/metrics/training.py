@@ -12,7 +12,7 @@ import torch
 from gankit.config import Config
 from gankit.data.sources import parse_cifar
 from gankit.errors import GankitError
-from gankit.generate import sample_images
+from gankit.generate import sample_images, shard
 from gankit.metrics.fid import Stats, fid_from_stats
 from gankit.metrics.inception import FeatureExtractor
 from gankit.metrics.sources import load_source, source_stats
@@ -36,16 +36,31 @@ def reference_spec(cfg: Config) -> str:
 
 
 class TrainingFID:
+    """FID of ``train.fid_n`` samples against ``train.fid_ref`` during training.
+
+    Under DDP every rank calls it (``sharded``): each generates and embeds its share of the
+    samples (the same latents one process would draw), the features are gathered on rank 0,
+    which alone holds the reference and computes the FID — W ranks take 1/W of the time, and
+    no rank waits in a collective while rank 0 alone works. ``reference=False`` (the other
+    ranks) skips loading the reference.
+    """
+
+    sharded = True
+
     def __init__(self, cfg: Config, data_dir: str | Path | None, inception: str | Path | None,
-                 seed: int = 12345, extractor: FeatureExtractor | None = None) -> None:
+                 seed: int = 12345, extractor: FeatureExtractor | None = None,
+                 reference: bool = True) -> None:
         t = cfg.train
         self.n, self.seed, self.with_pr = t.fid_n, seed, t.fid_pr
         self.ref_spec = reference_spec(cfg)
+        self.ext = extractor or FeatureExtractor(inception, mode=t.fid_mode)
+        self.ref: Stats | None = None
+        self.ref_feats: np.ndarray | None = None
+        if not reference:
+            return
         src = load_source(self.ref_spec, data_dir=data_dir, resolution=cfg.data.resolution,
                           resize_filter=cfg.data.resize_filter)  # a bad reference fails first
-        self.ext = extractor or FeatureExtractor(inception, mode=t.fid_mode)
         self.ref, feats = source_stats(src, self.ext, progress=True)
-        self.ref_feats: np.ndarray | None = None
         if self.with_pr:
             if src.images is None:
                 raise GankitError(f"train.fid_pr needs reference images, but {self.ref_spec} is "
@@ -54,11 +69,24 @@ class TrainingFID:
             pick = np.random.default_rng(seed).permutation(len(src.images))[: self.n]
             self.ref_feats = feats[pick] if feats is not None else self.ext(src.images[pick])
 
-    def __call__(self, g: torch.nn.Module) -> dict[str, Any]:
+    def __call__(self, g: torch.nn.Module, rank: int = 0,
+                 world_size: int = 1) -> dict[str, Any] | None:
+        """The FID record on rank 0 (None on the other ranks)."""
         # fp32 samples, as for reported numbers, and no global state touched (resume is exact)
-        feats = self.ext(sample_images(g, self.n, self.seed))
+        part = shard(self.n, rank, world_size)
+        feats = self.ext(sample_images(g, self.n, self.seed, part=part))
+        if world_size > 1:
+            gathered: list[Any] = [None] * world_size
+            torch.distributed.gather_object(feats, gathered if rank == 0 else None, dst=0)
+            if rank != 0:
+                return None
+            feats = np.concatenate(gathered)
+        if self.ref is None:
+            raise GankitError("this TrainingFID was built without its reference (reference=False)")
         rec = {"fid": fid_from_stats(Stats.from_features(feats), self.ref, method="eigh"),
                "n": self.n, "ref": self.ref_spec, "n_ref": self.ref.n, **self.ext.describe()}
+        if world_size > 1:
+            rec["ranks"] = world_size
         if self.ref_feats is not None:
             from gankit.metrics.prdc import prdc
 

@@ -1,6 +1,7 @@
 """Callbacks: what the training loop calls, and when (PyTorch Lightning's idea, gankit's hooks).
 
-Order within one run (rank 0 only, except ``on_step`` which every rank calls):
+Order within one run (rank 0 only, except ``on_step``, which every rank calls, and callbacks
+that set ``all_ranks``):
 
 - ``on_fit_start(trainer)`` once, after the run folder exists and a resume has loaded;
 - ``on_step(trainer)`` after every iteration (n_dis D updates + one G update); keep it cheap
@@ -27,8 +28,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from gankit.reports.images import make_grid, save_grid, to_uint8
 from gankit.training import checkpoint
 
@@ -37,7 +36,13 @@ if TYPE_CHECKING:
 
 
 class Callback:
-    """Subclass and override the hooks you need; every hook is a no-op here."""
+    """Subclass and override the hooks you need; every hook is a no-op here.
+
+    ``all_ranks``: under DDP, call this callback's hooks on every rank, not on rank 0 alone
+    (for work shared out over the ranks, such as sharded FID; mind the collectives).
+    """
+
+    all_ranks = False
 
     def on_fit_start(self, trainer: Trainer) -> None: ...
     def on_step(self, trainer: Trainer) -> None: ...
@@ -72,10 +77,15 @@ class SampleGrids(Callback):
 class FIDTracking(Callback):
     """FID every ``train.fid_every`` epochs, at the last one and when a budget stops the run,
     with the EMA generator where there is one; the best is kept as ``best.safetensors`` and in
-    the training state (so it survives a resume)."""
+    the training state (so it survives a resume).
 
-    def __init__(self, evaluator: Callable[[torch.nn.Module], dict[str, Any]]) -> None:
+    A ``sharded`` evaluator (:class:`gankit.metrics.training.TrainingFID`) runs on every DDP
+    rank, each on its share of the samples, and returns the record on rank 0 only; any
+    other evaluator runs on rank 0 alone."""
+
+    def __init__(self, evaluator: Callable[..., dict[str, Any] | None]) -> None:
         self.evaluator = evaluator
+        self.all_ranks = bool(getattr(evaluator, "sharded", False))
         self.last_step = -1
 
     def on_epoch_end(self, trainer: Trainer) -> None:
@@ -94,9 +104,13 @@ class FIDTracking(Callback):
         if not cfg.train.fid_every or self.last_step == st.global_step:
             return
         t0 = time.monotonic()
-        res = self.evaluator(st.g_eval)
+        rt = trainer.rt
+        res = (self.evaluator(st.g_eval, rt.rank, rt.world_size) if self.all_ranks
+               else self.evaluator(st.g_eval))
         st.last_eval_seconds = time.monotonic() - t0
         self.last_step = st.global_step
+        if not rt.is_main:  # a shard's share is done; rank 0 keeps the record and the best
+            return
         if not st.best or res["fid"] < st.best["fid"]:
             st.best = {"fid": res["fid"], "epoch": label, "step": st.global_step,
                        "protocol": fid_protocol(cfg)}

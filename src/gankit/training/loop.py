@@ -222,11 +222,12 @@ class Trainer:
             self.emit("on_log", rec)
 
     def emit(self, hook: str, *args: Any) -> None:
-        """Call ``hook`` on every callback (rank 0 only, but ``on_step``)."""
-        if hook != "on_step" and not self.rt.is_main:
-            return
+        """Call ``hook`` on every callback: on rank 0, except ``on_step`` (every rank) and
+        callbacks that say ``all_ranks`` (sharded FID)."""
+        everywhere = hook == "on_step" or self.rt.is_main
         for cb in self.callbacks:
-            getattr(cb, hook)(self, *args)
+            if everywhere or cb.all_ranks:
+                getattr(cb, hook)(self, *args)
 
     # -- the loop -------------------------------------------------------------------------
     def fit(self, run_dir: str | Path, images: torch.Tensor | Images | None = None, *,
@@ -334,7 +335,7 @@ class Trainer:
         st, t = self.state, self.cfg.train
         if not clock_due(st.global_step, self.rt.world_size):
             return None
-        reserve = st.last_eval_seconds if self.evaluator is not None else 0.0
+        reserve = st.last_eval_seconds if self.evaluator is not None else 0.0  # every rank's
         due = t.checkpoint_minutes > 0 and \
             time.monotonic() - self._last_ckpt["time"] >= 60 * t.checkpoint_minutes
         stop, used, due = all_reduce_max([float(self.signals.received is not None),
@@ -384,16 +385,21 @@ def record_models(cfg: Config, g: torch.nn.Module, d: torch.nn.Module) -> Config
     from gankit.models import build_discriminator, build_generator
     from gankit.models.registry import class_path
 
+    if not isinstance(getattr(g, "latent_dim", None), int):
+        raise GankitError(f"generator {type(g).__qualname__} has no int attribute latent_dim "
+                          "(the model contract, docs/api.md)")
     raw = cfg.model_dump(mode="json")
-    raw["generator"].update(arch=class_path(g), latent_dim=getattr(g, "latent_dim", None))
+    raw["generator"].update(arch=class_path(g), latent_dim=g.latent_dim)
     raw["discriminator"]["arch"] = class_path(d)
     new = validate(raw)
-    for kind, net, build in (("generator", g, lambda: build_generator(
-            new.generator, resolution=new.data.resolution)), ("discriminator", d, lambda: build_discriminator(
-                new.discriminator, resolution=new.data.resolution))):
+    r, n_cls = new.data.resolution, new.cond.n_classes
+    rebuilt = {"generator": build_generator(new.generator, resolution=r, n_classes=n_cls),
+               "discriminator": build_discriminator(new.discriminator, resolution=r,
+                                                    n_classes=n_cls, cond=new.cond.discriminator)}
+    for kind, net in (("generator", g), ("discriminator", d)):
         shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-        rebuilt = {k: tuple(v.shape) for k, v in build().state_dict().items()}
-        if shapes != rebuilt:
+        again = {k: tuple(v.shape) for k, v in rebuilt[kind].state_dict().items()}
+        if shapes != again:
             raise GankitError(
                 f"{type(net).__qualname__}(**{kind}.kwargs={getattr(new, kind).kwargs}) builds "
                 f"a network of other shapes than the {kind} passed in; put its constructor "
