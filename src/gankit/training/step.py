@@ -99,8 +99,8 @@ class GANStep:
         # Class-conditional: fake labels are drawn from the shared noise generator (so they
         # are in the checkpointed RNG state and every rank takes its slice, like the latents).
         self.n_classes = cfg.cond.n_classes
-        self.ac_weight = cfg.cond.ac_weight if cfg.cond.discriminator == "ac" else 0.0
         self.ac = bool(self.n_classes) and cfg.cond.discriminator == "ac"
+        self.ac_weight = cfg.cond.ac_weight  # used where self.ac
         self.label_probs: torch.Tensor | None = None  # fake_labels=data: the class frequencies
         if self.n_classes:
             self._y_d = torch.empty(w * self.n_real, dtype=torch.long, device=rt.device)
@@ -123,11 +123,9 @@ class GANStep:
         """What D sees: the image after DiffAugment (if on), in D's memory format."""
         return self._fmt(self.augment(x) if self.augment else x)
 
-    def _fake_labels(self, buf: torch.Tensor, part: slice) -> torch.Tensor | None:
-        """Labels for generated images (None when unconditional): uniform, or drawn by the
-        data's class frequencies (``cond.fake_labels=data``)."""
-        if not self.n_classes:
-            return None
+    def _fake_labels(self, buf: torch.Tensor, part: slice) -> torch.Tensor:
+        """Labels for generated images of a conditional run: uniform, or drawn by the data's
+        class frequencies (``cond.fake_labels=data``)."""
         if self.label_probs is not None:
             buf.copy_(torch.multinomial(self.label_probs, len(buf), replacement=True,
                                         generator=self.noise))
