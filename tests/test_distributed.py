@@ -104,3 +104,71 @@ def test_fid_during_training_is_sharded_over_the_ranks(tmp_path):
     assert rec["logged"] == pytest.approx(rec["single"], rel=1e-4)  # same samples, same features
     # 2 evaluations x 15 samples each: every rank did its half, not rank 0 all of it
     assert [int((out / f"rank{r}.embedded").read_text()) for r in (0, 1)] == [30, 30]
+
+
+def _tiny_run(tmp_path, fake_cifar, *extra):
+    """A tiny class-conditional dcgan run (one epoch on 64 images) to sample from."""
+    run = tmp_path / "run"
+    sets = [*TINY, "data.limit=64", "train.epochs=1", "cond.n_classes=10", "generator.norm=batch",
+            *extra]
+    res = subprocess.run([sys.executable, "-m", "gankit.cli", "train", "--preset", "dcgan",
+                          "--data-dir", str(fake_cifar), "--out", str(run), "--no-progress",
+                          *[x for s in sets for x in ("--set", s)]],
+                         capture_output=True, text=True, env=ENV, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return run
+
+
+def test_generate_under_torchrun_is_the_single_process_draw(tmp_path, fake_cifar):
+    """Issue 24.4: ``gankit generate`` under torchrun: each rank samples its share, rank 0
+    writes the pixels and labels one process writes."""
+    import numpy as np
+
+    run = _tiny_run(tmp_path, fake_cifar)
+    args = ["-m", "gankit.cli", "generate", str(run), "-n", "37", "--seed", "3"]
+    _torchrun([*args, "--out", str(tmp_path / "ddp.npz")])
+    res = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one.npz")],
+                         capture_output=True, text=True, env=ENV, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    with np.load(tmp_path / "ddp.npz") as d, np.load(tmp_path / "one.npz") as o:
+        assert d["images"].shape == (37, 32, 32, 3)
+        np.testing.assert_array_equal(d["images"], o["images"])
+        np.testing.assert_array_equal(d["labels"], o["labels"])
+        assert sorted(np.bincount(d["labels"])) == [3] * 3 + [4] * 7  # class-balanced
+
+
+def test_fid_under_torchrun_is_sharded_and_equals_one_process(tmp_path, fake_cifar):
+    """Issue 24.4: ``gankit fid`` / ``fid-stats`` under torchrun: each of 2 ranks generates and
+    embeds its share (41 = 20 + 21 generated, 50 = 25 + 25 real), rank 0's FID, KID and
+    intra-FID equal one process's, and a cached reference is skipped by every rank."""
+    import json
+
+    run = _tiny_run(tmp_path, fake_cifar)
+    worker = str(Path(__file__).with_name("ddp_eval_worker.py"))
+    outs = {}
+    for name, launch in (("ddp", _torchrun), ("one", None)):
+        out = tmp_path / name
+        out.mkdir()
+        env = {**ENV, "GANKIT_CACHE": str(out / "cache")}  # each side computes its own cache
+        args = [worker, str(out), str(run), str(fake_cifar)]
+        if launch:
+            res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                  "--nproc_per_node=2", *args], capture_output=True, text=True,
+                                 timeout=300, env=env)
+        else:
+            res = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                                 timeout=300, env=env)
+        assert res.returncode == 0, res.stderr[-3000:]
+        outs[name] = [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
+    (r0, r1), (one,) = outs["ddp"], outs["one"]
+    assert [r0["counts"], r1["counts"]] == [
+        {"compare": 20 + 25, "generated": 20, "stats": 25, "cached": 0},
+        {"compare": 21 + 25, "generated": 21, "stats": 25, "cached": 0}]
+    assert one["counts"] == {"compare": 91, "generated": 41, "stats": 50, "cached": 0}
+    assert r1["record"] is None and "mu" not in r1  # rank 0 alone has the results
+    a, b = r0["record"], one["record"]
+    assert (a["n_a"], a["n_b"]) == (b["n_a"], b["n_b"]) == (41, 50)
+    for key in ("fid", "kid_mean", "kid_std", "intra_fid"):
+        assert a[key] == pytest.approx(b[key], rel=1e-9), key
+    assert a["intra_fid_per_class"] == pytest.approx(b["intra_fid_per_class"], rel=1e-9)
+    assert r0["mu"] == one["mu"] and r0["mu"][0] == r0["mu"][1]  # computed == read from cache

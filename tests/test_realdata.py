@@ -175,3 +175,28 @@ def test_every_preset_learns_on_real_data(tmp_path, preset):
         last = [r for r in recs if r["kind"] == "step"][-3:]
         for r in last:
             assert abs(r["d_loss_real"]) < 0.97 and abs(r["d_loss_fake"]) < 0.97, r
+
+
+def test_fid_under_torchrun_equals_one_process_with_the_real_network(tmp_path):
+    """Issue 24.4, end to end: ``torchrun -m gankit.cli fid`` on 2 gloo ranks, each embedding
+    half of each side with the real Inception, gives one process's FID."""
+    import subprocess
+    import sys
+
+    data, inc = real_paths()
+    args = ["-m", "gankit.cli", "fid", "cifar10:train[0:64]", "cifar10:test[0:64]",
+            "--data-dir", data, "--inception", inc, "--json"]
+    recs = {}
+    for name, launch in (("ddp", ["-m", "torch.distributed.run", "--standalone",
+                                  "--nproc_per_node=2"]), ("one", [])):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "GANKIT_CACHE": str(tmp_path / name)}
+        res = subprocess.run([sys.executable, *launch, *args], capture_output=True, text=True,
+                             env=env, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+        assert len(lines) == 1, res.stdout  # rank 0 alone prints
+        recs[name] = json.loads(lines[0])
+    assert recs["ddp"]["ranks"] == 2 and "ranks" not in recs["one"]
+    assert recs["ddp"]["n_a"] == recs["one"]["n_a"] == 64
+    # the same images through the same network; only the batch composition differs
+    assert recs["ddp"]["fid"] == pytest.approx(recs["one"]["fid"], rel=1e-5)

@@ -97,7 +97,8 @@ def train(preset, data_dir, out, epochs, minutes, overrides, resume, dataset, fi
 
 @cli.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--n", "n", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("-n", "--n", "n", type=click.IntRange(min=1), default=64, show_default=True,
+              help="images to sample (under torchrun spell it -n: torchrun reads --n as its own)")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="FILE.png (grid), FILE.npz (uint8 'images'), or a folder of PNGs")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -112,6 +113,7 @@ def train(preset, data_dir, out, epochs, minutes, overrides, resume, dataset, fi
 def generate(checkpoint, n, out, seed, raw, steps, class_, per_class) -> None:
     """Sample N images from a checkpoint (or a run folder: its best, else latest); a
     class-conditional run samples every class equally often unless --class picks one."""
+    import numpy as np
     import torch
 
     from gankit.generate import (
@@ -123,6 +125,7 @@ def generate(checkpoint, n, out, seed, raw, steps, class_, per_class) -> None:
         sample_labels,
         write_images,
     )
+    from gankit.metrics.shards import join
 
     suffixes = (".png", ".gif") if steps else (".png", ".npz", "")
     if Path(out).suffix.lower() not in suffixes:
@@ -130,12 +133,15 @@ def generate(checkpoint, n, out, seed, raw, steps, class_, per_class) -> None:
                           "--interpolate" if steps else "a .png (grid), .npz (array) or a folder name"))
     if class_ is not None and per_class is not None:
         raise GankitError("--class and --per-class exclude each other")
+    world = join()  # under torchrun every rank samples its share, rank 0 writes
     g, cfg, epoch = load_generator(checkpoint, raw=raw)
     label = None if class_ is None else class_index(cfg, run_classes(checkpoint), class_)
     if per_class is not None and not cfg.cond.n_classes:
         raise GankitError("--per-class needs a class-conditional run; this one is "
                           "unconditional (cond.n_classes is 0)")
     if steps:
+        if not world.main:  # a few hundred images: rank 0 alone
+            return
         from gankit.reports.images import make_grid, save_gif, save_grid
 
         imgs = interpolate(g, n, steps, seed, label)
@@ -153,7 +159,10 @@ def generate(checkpoint, n, out, seed, raw, steps, class_, per_class) -> None:
         labels = torch.arange(k).repeat_interleave(per_class)
     else:
         labels = sample_labels(g, n, label)
-    kind = write_images(sample_images(g, n, seed, labels=labels), out, labels, ncol)
+    parts = world.gather(sample_images(g, n, seed, labels=labels, part=world.part(n)))
+    if parts is None:
+        return
+    kind = write_images(np.concatenate(parts), out, labels, ncol)
     what = "" if labels is None else (f" of class {class_}" if label is not None else
                                       ", class-balanced")
     click.echo(f"wrote {n} images ({kind}{what}) from epoch {epoch} to {out}")
@@ -190,8 +199,8 @@ resolution_option = click.option(
 @click.argument("b")
 @fid_options
 @resolution_option
-@click.option("--n", "n", type=click.IntRange(min=2), default=10000, show_default=True,
-              help="images generated from a checkpoint side")
+@click.option("-n", "--n", "n", type=click.IntRange(min=2), default=10000, show_default=True,
+              help="images generated from a checkpoint side (-n under torchrun)")
 @click.option("--kid", "with_kid", is_flag=True, help="also report KID (mean +- std)")
 @click.option("--pr", "with_pr", is_flag=True,
               help="also precision/recall and density/coverage (k=3) of A against B (real)")
@@ -202,20 +211,31 @@ resolution_option = click.option(
 def fid(a, b, data_dir, inception, mode, precision, batch_size, resolution, n, with_kid, with_pr,
         with_intra, as_json) -> None:
     """FID between A and B: each cifar10/cifar100[:SPLIT][a:b], a folder or .zip of images,
-    an .npz/.npy array, a mu/sigma statistics .npz, or a checkpoint / run folder."""
+    an .npz/.npy array, a mu/sigma statistics .npz, or a checkpoint / run folder. Under
+    torchrun every rank generates and embeds its share of the images."""
     import json
 
+    from gankit.metrics.shards import join
     from gankit.metrics.sources import compare, compare_stats, load_source
 
-    sa, sb = (load_source(s, data_dir=data_dir, n=n, resolution=resolution) for s in (a, b))
+    world = join()
+    sa, sb = (load_source(s, data_dir=data_dir, n=n, resolution=resolution, world=world)
+              for s in (a, b))
     if sa.stats is not None and sb.stats is not None and not (with_kid or with_pr or with_intra):
+        if not world.main:
+            return
         rec = compare_stats(sa, sb, mode)  # two mu/sigma files: no network needed
         how = "statistics files"
     else:
         ext = _extractor(inception, mode, precision, batch_size)
         rec = compare(sa, sb, ext, with_kid=with_kid, with_pr=with_pr, with_intra=with_intra,
-                      progress=not as_json)
+                      progress=not as_json, world=world)
+        if rec is None:  # not rank 0
+            return
         how = f"{precision}, {rec['seconds']:.0f} s"
+        if world.size > 1:
+            rec["ranks"] = world.size
+            how += f", {world.size} ranks"
     if as_json:
         click.echo(json.dumps(rec, sort_keys=True))
         return
@@ -240,12 +260,17 @@ def fid(a, b, data_dir, inception, mode, precision, batch_size, resolution, n, w
 @resolution_option
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="also save the stats here")
 def fid_stats(source, data_dir, inception, mode, precision, batch_size, resolution, out) -> None:
-    """Compute (and cache) FID statistics of SOURCE (any source `gankit fid` takes)."""
+    """Compute (and cache) FID statistics of SOURCE (any source `gankit fid` takes); under
+    torchrun every rank embeds its share."""
+    from gankit.metrics.shards import join
     from gankit.metrics.sources import load_source, source_stats, stats_cache_path
 
-    src = load_source(source, data_dir=data_dir, resolution=resolution)
+    world = join()
+    src = load_source(source, data_dir=data_dir, resolution=resolution, world=world)
     ext = _extractor(inception, mode, precision, batch_size)
-    stats, _ = source_stats(src, ext, progress=True)
+    stats, _ = source_stats(src, ext, progress=True, world=world)
+    if stats is None:  # not rank 0
+        return
     if out:
         stats.save(out)
     where = out or (stats_cache_path(src.cache_key, ext) if src.cache_key else None)

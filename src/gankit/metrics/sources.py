@@ -22,6 +22,7 @@ from gankit.errors import GankitError
 from gankit.io import user_cache_dir
 from gankit.metrics.fid import Stats, fid_from_stats, kid
 from gankit.metrics.inception import FeatureExtractor
+from gankit.metrics.shards import SINGLE, World, gather_features
 
 
 @dataclass
@@ -31,10 +32,7 @@ class Source:
     stats: Stats | None = None
     cache_key: str | None = None
     labels: np.ndarray | None = None  # int64 N: class labels (labelled data, conditional G)
-
-    @property
-    def n(self) -> int:
-        return len(self.images) if self.images is not None else self.stats.n
+    part: tuple[int, int] | None = None  # images holds only these of the N (a rank's share)
 
 
 def _stats_file(path: Path) -> Stats | None:
@@ -50,9 +48,11 @@ def _stats_file(path: Path) -> Stats | None:
 
 def load_source(
     spec: str, *, data_dir: str | Path | None = None, n: int = 10000, seed: int = 0,
-    resolution: int | None = None, resize_filter: str = "lanczos",
+    resolution: int | None = None, resize_filter: str = "lanczos", world: World = SINGLE,
 ) -> Source:
-    """One side of a comparison. ``resolution`` resizes image sources (None: native size)."""
+    """One side of a comparison. ``resolution`` resizes image sources (None: native size).
+    A generator source under ``torchrun`` generates only ``world``'s share of its ``n``
+    images (its labels stay whole); image sources are read whole by every rank."""
     path = Path(spec)
     if path.suffix == ".npz" and path.is_file():
         stats = _stats_file(path)
@@ -61,12 +61,15 @@ def load_source(
     if path.suffix == ".safetensors" or (path.is_dir() and (path / "config.yaml").is_file()):
         from gankit.generate import load_generator, sample_images, sample_labels
 
-        g, _, _ = load_generator(path)
+        g, cfg, _ = load_generator(path)
+        if resolution is not None and cfg.data.resolution != resolution:
+            raise GankitError(f"{spec} generates {cfg.data.resolution}-px images, not "
+                              f"{resolution}")
         labels = sample_labels(g, n)  # a conditional G: class-balanced, the standard protocol
-        fake = sample_images(g, n, seed, labels=labels)
-        if resolution is not None and fake.shape[1] != resolution:
-            raise GankitError(f"{spec} generates {fake.shape[1]}-px images, not {resolution}")
-        return Source(spec, images=fake, labels=None if labels is None else labels.numpy())
+        part = world.part(n)
+        fake = sample_images(g, n, seed, labels=labels, part=part)
+        return Source(spec, images=fake, labels=None if labels is None else labels.numpy(),
+                      part=part)
 
     imgs = load_images(spec, data_dir=data_dir, split="train", resolution=resolution,
                        resize_filter=resize_filter, progress=False)
@@ -95,17 +98,34 @@ def _check_mode(stats: Stats, spec: str, mode: str) -> None:
         raise GankitError(f"{spec} was computed with mode {recorded}, not {mode}")
 
 
+def features(src: Source, ext: FeatureExtractor, progress: bool = False,
+             world: World = SINGLE) -> np.ndarray | None:
+    """Inception features of a source's images, in order; under ``torchrun`` each rank embeds
+    its share and rank 0 gets them all (None on the other ranks)."""
+    if src.images is None:
+        raise GankitError(f"{src.spec} is a statistics file, not images")
+    if src.part is not None:  # generated: this rank holds just its share
+        mine = src.images
+    else:
+        lo, hi = world.part(len(src.images))
+        mine = src.images[lo:hi]
+    return gather_features(ext(mine, progress=progress and world.main), world)
+
+
 def source_stats(
-    src: Source, ext: FeatureExtractor, progress: bool = False
-) -> tuple[Stats, np.ndarray | None]:
-    """Statistics of a source (cached for CIFAR-10) and, when computed, its features."""
+    src: Source, ext: FeatureExtractor, progress: bool = False, world: World = SINGLE,
+) -> tuple[Stats | None, np.ndarray | None]:
+    """Statistics of a source (cached for CIFAR-10) and, when computed, its features; under
+    ``torchrun`` on rank 0 only (the others get ``(None, None)``)."""
     if src.stats is not None:
         _check_mode(src.stats, src.spec, ext.mode)
         return src.stats, None
     cache = stats_cache_path(src.cache_key, ext) if src.cache_key else None
-    if cache is not None and cache.is_file():
-        return Stats.load(cache), None
-    feats = ext(src.images, progress=progress)
+    if world.broadcast(cache is not None and cache.is_file()):  # rank 0's cache decides
+        return (Stats.load(cache) if world.main else None), None
+    feats = features(src, ext, progress, world)
+    if feats is None:
+        return None, None
     stats = Stats.from_features(feats, {"source": src.spec, **ext.describe()})
     if cache is not None:
         stats.save(cache)
@@ -153,13 +173,14 @@ def intra_fid(fa: np.ndarray, ya: np.ndarray, fb: np.ndarray, yb: np.ndarray,
 def compare(
     a: Source, b: Source, ext: FeatureExtractor, *, with_kid: bool = False,
     with_pr: bool = False, with_intra: bool = False, progress: bool = False,
-    method: str = "scipy",
-) -> dict[str, Any]:
+    method: str = "scipy", world: World = SINGLE,
+) -> dict[str, Any] | None:
     """FID of ``a`` against ``b``; KID, precision/recall/density/coverage (``b`` is the real
     side) and intra-FID from the same features when asked. Those need images, not statistics
-    (and intra-FID labels on both sides)."""
+    (and intra-FID labels on both sides). Under ``torchrun`` the record is rank 0's (the
+    others embed their shares and get None)."""
     t0 = time.perf_counter()
-    feats: list[np.ndarray | None] = [None, None]
+    feats: list[np.ndarray | None] = [None, None]  # kept for KID / PRDC / intra-FID
     if with_intra:
         for src in (a, b):
             if src.labels is None:
@@ -167,13 +188,18 @@ def compare(
                                   "none (a conditional run, CIFAR, a class-folder dataset or an "
                                   ".npz with 'labels')")
     if with_kid or with_pr or with_intra:
-        for i, src in enumerate((a, b)):
+        for src in (a, b):
             if src.images is None:
                 raise GankitError(f"--kid/--pr/--intra need images, but {src.spec} is a "
                                   "statistics file")
-            feats[i] = ext(src.images, progress=progress)
-    sa, sb = (Stats.from_features(f) if f is not None else source_stats(s, ext, progress)[0]
-              for f, s in zip(feats, (a, b), strict=True))
+        feats = [features(src, ext, progress, world) for src in (a, b)]
+        if not world.main:  # every rank ran the same collectives; rank 0 has the features
+            return None
+        sa, sb = (Stats.from_features(f) for f in feats)
+    else:
+        sa, sb = (source_stats(s, ext, progress, world)[0] for s in (a, b))
+        if not world.main:
+            return None
     rec: dict[str, Any] = {
         "a": a.spec, "b": b.spec, "n_a": sa.n or None, "n_b": sb.n or None,
         "fid": fid_from_stats(sa, sb, method), **ext.describe(),

@@ -1,0 +1,56 @@
+"""``gankit fid``'s work under torchrun with a counting stub for Inception (run by
+test_distributed).
+
+Usage: python ddp_eval_worker.py OUT RUN DATA_DIR (plain, or under torchrun). Compares the
+run's generator (41 samples, class-balanced) with ``cifar10:test[0:50]`` (FID, KID and
+intra-FID), then takes the cached statistics of that slice twice. Writes OUT/rankR.json: the
+images this rank embedded per phase and, on rank 0, the records.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from gankit.metrics.inception import as_nchw_uint8
+from gankit.metrics.shards import join
+from gankit.metrics.sources import compare, load_source, source_stats
+
+
+class CountingStub:
+    """4x4 average-pooled pixels as features (48), counting the images it embeds."""
+
+    mode, precision, sha256 = "tf", "fp32", "stub"
+
+    def __init__(self):
+        self.count = 0
+
+    def describe(self):
+        return {"mode": self.mode, "precision": self.precision, "inception_sha256": self.sha256}
+
+    def __call__(self, images, progress=False):
+        x = as_nchw_uint8(images).float()
+        self.count += len(x)
+        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1).double().numpy()
+
+
+out, run, data_dir = (Path(a) for a in sys.argv[1:4])
+world = join()
+ext = CountingStub()
+a = load_source(str(run), n=41, world=world)
+b = load_source("cifar10:test[0:50]", data_dir=data_dir, world=world)
+rec = compare(a, b, ext, with_kid=True, with_intra=True, world=world)
+counts = {"compare": ext.count, "generated": len(a.images)}
+stats = []
+for phase in ("stats", "cached"):
+    ext.count = 0
+    s, _ = source_stats(b, ext, world=world)  # first computed and cached, then read back
+    counts[phase] = ext.count
+    stats.append(None if s is None else s.mu.tolist()[:5])
+result = {"counts": counts, "world": world.size}
+if world.main:
+    result |= {"record": {k: v for k, v in rec.items() if k != "seconds"}, "mu": stats}
+else:
+    result["record"] = rec
+(out / f"rank{world.rank}.json").write_text(json.dumps(result))
