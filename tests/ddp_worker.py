@@ -1,6 +1,7 @@
 """Train a tiny dcgan on fixed images and save this rank's weights (run by test_distributed).
 
-Usage: python ddp_worker.py OUT KEY=VALUE... (plain, or under torchrun)
+Usage: python ddp_worker.py OUT KEY=VALUE... (plain, or under torchrun); with cond.n_classes=K
+the images are labelled, image i of class i mod K.
 """
 
 import sys
@@ -11,6 +12,7 @@ import torch
 import torch.distributed as dist
 
 from gankit.config import resolve
+from gankit.data.sources import Images
 from gankit.training import loop, state
 from gankit.training.loop import train
 
@@ -22,7 +24,11 @@ for module in (loop, state):
 
 out, sets = Path(sys.argv[1]), sys.argv[2:]
 images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (128, 3, 32, 32), np.uint8))
-trainer = train(resolve("dcgan", sets), out / "run", images, progress=False)
+cfg = resolve("dcgan", sets)
+if cfg.cond.n_classes:  # labelled: image i is class i mod K
+    k = cfg.cond.n_classes
+    images = Images(images, {"classes": [f"c{i}" for i in range(k)]}, torch.arange(128) % k)
+trainer = train(cfg, out / "run", images, progress=False)
 rank = dist.get_rank() if dist.is_initialized() else 0
 weights = {f"G.{k}": v for k, v in trainer.g.state_dict().items()}
 weights |= {f"D.{k}": v for k, v in trainer.d.state_dict().items()}

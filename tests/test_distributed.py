@@ -38,11 +38,18 @@ def test_torchrun_two_ranks(tmp_path, fake_cifar):
     assert (run / "checkpoints" / "epoch-000002.safetensors").is_file()
 
 
-@pytest.mark.parametrize("g_fake", [[], ["optim.g_fake=reuse", "train.d_batch=full"]])
+COND = ["cond.n_classes=10", "cond.discriminator=projection", "cond.fake_labels=data",
+        f"generator.arch={Path(__file__).with_name('cond_nets.py')}:LabelG"]
+
+
+@pytest.mark.parametrize("g_fake", [[], ["optim.g_fake=reuse", "train.d_batch=full"], COND],
+                         ids=["plain", "reuse", "labels"])
 def test_two_ranks_equal_one_process_at_the_full_batch(tmp_path, g_fake):
     """Batch-norm-free model: W ranks at batch b == 1 process at batch W*b (same data order,
     same latents), both ranks hold the same weights, and logged losses are all-rank means;
-    also when G's DDP forward runs in the D step and its backward in the G step (reuse)."""
+    also when G's DDP forward runs in the D step and its backward in the G step (reuse), and
+    class-conditional (issue 23): each rank's real labels travel with its images and its fake
+    labels are its slice of the global draw (a BN-free conditional G, a projection D)."""
     common = [*TINY, "discriminator.dropout=0.0", "train.epochs=2", "train.log_every=2",
               "perf.precision=fp32", *g_fake]
     _torchrun([WORKER, str(tmp_path / "ddp"), *common, "train.batch_size=16"])
