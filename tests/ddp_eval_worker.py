@@ -3,8 +3,8 @@ test_distributed).
 
 Usage: python ddp_eval_worker.py OUT RUN DATA_DIR (plain, or under torchrun). Compares the
 run's generator (41 samples, class-balanced) with ``cifar10:test[0:50]`` (FID, KID and
-intra-FID), then takes the cached statistics of that slice twice. Writes OUT/rankR.json: the
-images this rank embedded per phase and, on rank 0, the records.
+intra-FID), then the statistics of ``cifar10:test[50:100]`` twice (computed, then cached).
+Writes OUT/rankR.json: the images this rank embedded per phase and, on rank 0, the records.
 """
 
 import json
@@ -43,9 +43,10 @@ b = load_source("cifar10:test[0:50]", data_dir=data_dir, world=world)
 rec = compare(a, b, ext, with_kid=True, with_intra=True, world=world)
 counts = {"compare": ext.count, "generated": len(a.images)}
 stats = []
+c = load_source("cifar10:test[50:100]", data_dir=data_dir, world=world)
 for phase in ("stats", "cached"):
     ext.count = 0
-    s, _ = source_stats(b, ext, world=world)  # first computed and cached, then read back
+    s, _ = source_stats(c, ext, world=world)  # first computed and cached, then read back
     counts[phase] = ext.count
     stats.append(None if s is None else s.mu.tolist()[:5])
 result = {"counts": counts, "world": world.size}

@@ -152,3 +152,37 @@ def test_stats_cache_is_keyed_by_the_pixels(tmp_path):
     direct = Stats.from_features(ext(sb.images))
     assert fid_from_stats(stats_b, direct) == pytest.approx(0.0, abs=1e-6)
     assert fid_from_stats(stats_a, stats_b) > 1.0
+
+
+def test_dataset_features_are_cached_once_kid_pr_or_intra_need_them(tmp_path, fake_cifar):
+    """``--intra`` / ``--kid`` / ``--pr`` against a dataset embed it once: the second compare
+    embeds only the other side and gives the same record; the statistics cache is filled from
+    the same features; an array source (generated samples) is never cached."""
+    from gankit.metrics.sources import compare, features_cache_path, stats_cache_path
+
+    class Counting(StubExtractor):
+        count = 0
+
+        def __call__(self, images, progress=False):
+            Counting.count += len(images)
+            return super().__call__(images, progress)
+
+    ext = Counting()
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "fake.npz", images=rng.integers(0, 256, (40, 32, 32, 3), np.uint8),
+             labels=np.arange(40) % 10)
+    recs = []
+    for _ in range(2):
+        Counting.count = 0
+        a = load_source(str(tmp_path / "fake.npz"))
+        b = load_source("cifar10:test[0:60]", data_dir=fake_cifar)
+        rec = compare(a, b, ext, with_kid=True, with_intra=True)
+        recs.append((Counting.count, {k: v for k, v in rec.items() if k != "seconds"}))
+    assert [c for c, _ in recs] == [100, 40]  # 40 + 60, then the 40 generated alone
+    assert recs[0][1] == recs[1][1]
+    cached = np.load(features_cache_path(b.cache_key, ext))
+    assert cached.dtype == np.float32
+    np.testing.assert_array_equal(cached, ext(b.images))
+    assert fid_from_stats(Stats.load(stats_cache_path(b.cache_key, ext)),
+                          Stats.from_features(ext(b.images))) == pytest.approx(0.0, abs=1e-9)
+    assert a.cache_key is None

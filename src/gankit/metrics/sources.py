@@ -4,7 +4,8 @@ Any image source :func:`gankit.data.load_images` reads (``cifar10:train``, ``cif
 slices such as ``cifar10:test[0:1000]``, a folder or ``.zip`` of images, an ``.npz``/``.npy``
 uint8 array), a statistics ``.npz`` (keys ``mu``/``sigma``, the pytorch-fid / TTUR format), or
 a generator checkpoint / run folder. Statistics of image sources are cached in the user cache,
-keyed by a fingerprint of the pixels, so the 50,000-image side is computed once.
+keyed by a fingerprint of the pixels, so the 50,000-image side is computed once (and its
+features too, once KID, precision/recall or intra-FID needed them).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from gankit.data.sources import fingerprint, load_images
 from gankit.errors import GankitError
-from gankit.io import user_cache_dir
+from gankit.io import atomic_path, user_cache_dir
 from gankit.metrics.fid import Stats, fid_from_stats, kid
 from gankit.metrics.inception import FeatureExtractor
 from gankit.metrics.shards import SINGLE, World, gather_features
@@ -88,6 +89,38 @@ def load_source(
 def stats_cache_path(key: str, ext: FeatureExtractor) -> Path:
     return (user_cache_dir() / "fid-stats" /
             f"{key}-{ext.mode}-{ext.precision}-{ext.sha256[:12]}.npz")
+
+
+def features_cache_path(key: str, ext: FeatureExtractor) -> Path:
+    """Where a dataset's features are kept once KID / precision-recall / intra-FID needed them
+    (float32, lossless: the network's outputs are float32; 50,000 images: 410 MB)."""
+    return stats_cache_path(key, ext).with_suffix(".features.npy")
+
+
+def _cached_features(src: Source, ext: FeatureExtractor, progress: bool,
+                     world: World) -> np.ndarray | None:
+    """:func:`features`, read from / written to the user cache for a dataset (not for arrays
+    or generated samples), so ``--intra`` / ``--kid`` / ``--pr`` against ``cifar10:train``
+    embed its 50,000 images once; the statistics cache is filled from them too."""
+    path = features_cache_path(src.cache_key, ext) if src.cache_key else None
+    if world.broadcast(path is not None and path.is_file()):  # rank 0's cache decides
+        if not world.main:
+            return None
+        feats = np.load(path).astype(np.float64)
+        if len(feats) != len(src.images):
+            raise GankitError(f"{path} holds {len(feats)} feature rows for {len(src.images)} "
+                              "images; delete it and rerun")
+        return feats
+    feats = features(src, ext, progress, world)
+    if feats is not None and path is not None:
+        small = feats.astype(np.float32)
+        if np.array_equal(small, feats):  # exactly the features, at half the size
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, small)
+        stats = stats_cache_path(src.cache_key, ext)
+        if not stats.is_file():
+            Stats.from_features(feats, {"source": src.spec, **ext.describe()}).save(stats)
+    return feats
 
 
 def _check_mode(stats: Stats, spec: str, mode: str) -> None:
@@ -192,7 +225,7 @@ def compare(
             if src.images is None:
                 raise GankitError(f"--kid/--pr/--intra need images, but {src.spec} is a "
                                   "statistics file")
-        feats = [features(src, ext, progress, world) for src in (a, b)]
+        feats = [_cached_features(src, ext, progress, world) for src in (a, b)]
         if not world.main:  # every rank ran the same collectives; rank 0 has the features
             return None
         sa, sb = (Stats.from_features(f) for f in feats)
