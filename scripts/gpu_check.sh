@@ -2,7 +2,8 @@
 # The GPU check of issue 24, as one prepared command for a lent GPU machine (the `device` tool):
 # each preset a few hundred steps under perf=auto (the tuner's choice and real images/s),
 # FID-50k end to end (50k samples generated and embedded, against cached train statistics),
-# and a 2-rank torchrun on the one GPU; one JSON and a Markdown table under OUT.
+# a 2-rank torchrun of training (on one GPU: sharing it over gloo) and of the FID; one JSON and
+# a Markdown table under OUT.
 #
 #   bash scripts/gpu_check.sh OUT                 # defaults sized for < 8 minutes on an H100/H200
 #   STEPS=5 FID_N=100 REF="cifar10:test[0:100]" PRESETS="dcgan cpu-cond" bash scripts/gpu_check.sh OUT
@@ -48,9 +49,16 @@ timed fid gankit fid "$OUT/$first" "$REF" --n "$FID_N" --json \
     > "$OUT/fid.json" 2> "$OUT/fid.log" || echo "fid failed (see $OUT/fid.log)"
 limit=$(python -c "from gankit.config import resolve; c = resolve('dcgan'); print($STEPS * c.train.n_real * 2)")
 rm -rf "$OUT/ddp"
+# one GPU: NCCL refuses two ranks on it, so the 2-rank check shares it over gloo
+share=()
+[ "$(python -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ] || share=(--set perf.backend=gloo)
 timed ddp torchrun --standalone --nproc_per_node=2 -m gankit.cli train \
     --preset dcgan --out "$OUT/ddp" --epochs 1 --set "data.limit=$limit" --no-progress \
-    > "$OUT/ddp.log" 2>&1 || echo "torchrun failed (see $OUT/ddp.log)"
+    "${share[@]}" > "$OUT/ddp.log" 2>&1 || echo "torchrun failed (see $OUT/ddp.log)"
+# sharded evaluation: 2 ranks generate and embed half each; rank 0 prints the FID
+timed fid_ddp torchrun --standalone --nproc_per_node=2 -m gankit.cli fid "$OUT/$first" "$REF" \
+    -n "$FID_N" --json > "$OUT/fid_ddp.json" 2> "$OUT/fid_ddp.log" \
+    || echo "torchrun fid failed (see $OUT/fid_ddp.log)"
 python - "$OUT" $PRESETS <<'PY'
 import json, sys
 from pathlib import Path
@@ -76,9 +84,14 @@ for p in presets + ["ddp"]:
                  "real_images_per_s": sorted(rates)[len(rates) // 2] if rates else None,
                  "tuner": run.get("perf", {}).get("label"), "wall_s": wall(p),
                  "world_size": run.get("runtime", {}).get("world_size")})
-fid = json.loads((out / "fid.json").read_text().strip().splitlines()[-1]) if (out / "fid.json").is_file() and (out / "fid.json").read_text().strip() else {}
+def last_json(name):
+    f = out / f"{name}.json"
+    lines = f.read_text().strip().splitlines() if f.is_file() else []
+    return json.loads(lines[-1]) if lines else {}
+
+fid, fid_ddp = last_json("fid"), last_json("fid_ddp")
 res = {"device": json.loads((out / "device.json").read_text()), "runs": rows,
-       "fid": {**fid, "wall_s": wall("fid")}}
+       "fid": {**fid, "wall_s": wall("fid")}, "fid_ddp": {**fid_ddp, "wall_s": wall("fid_ddp")}}
 (out / "gpu_check.json").write_text(json.dumps(res, indent=1))
 lines = ["| run | steps | real images / s (median window) | tuner choice | wall s |", "| --- | --- | --- | --- | --- |"]
 for r in rows:
@@ -87,6 +100,9 @@ for r in rows:
 if fid:
     lines.append(f"\nFID-{fid.get('n_a')} of `{presets[0]}` vs {fid.get('b')}: {fid.get('fid'):.2f}, "
                  f"end to end {res['fid']['wall_s']} s (sampling + Inception + Fréchet; reference statistics cached)")
+if fid_ddp:
+    lines.append(f"\nThe same under `torchrun --nproc_per_node=2` (sharded): FID {fid_ddp.get('fid'):.2f}, "
+                 f"{res['fid_ddp']['wall_s']} s")
 (out / "gpu_check.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY

@@ -159,3 +159,39 @@ def test_new_ranks_after_a_resume_get_their_own_rng_streams():
     assert len(set(seeds)) == 4
     assert rank_seed(0, 2, 1562) == seeds[2]            # reproducible
     assert rank_seed(1, 2, 1562) != seeds[2] and rank_seed(0, 2, 1563) != seeds[2]
+
+
+def test_prdc_goes_to_the_gpu_when_there_is_one(monkeypatch):
+    """Issue 24.7: precision/recall's 50k x 50k distances ran in float64 on the CPU even on a
+    GPU machine (minutes, while the other DDP ranks wait). ``auto`` now places them on the GPU:
+    this CPU-only build fails trying, which shows it tried; ``cpu`` still works."""
+    import numpy as np
+
+    from gankit.metrics.prdc import prdc
+
+    feats = np.random.default_rng(0).normal(size=(20, 8))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises((AssertionError, RuntimeError), match="CUDA|cuda"):
+        prdc(feats, feats)
+    assert prdc(feats, feats, device="cpu")["precision"] == 1.0
+
+
+def test_more_ranks_than_gpus_is_an_error_unless_gloo_shares_them(monkeypatch):
+    """A 2-rank torchrun on a one-GPU machine used to die in ``set_device(1)`` (invalid device
+    ordinal); now it is one clear error, and ``perf.backend=gloo`` shares the GPU round-robin
+    (the functional DDP check scripts/gpu_check.sh runs on one GPU)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: None)
+    assert runtime.pick_device("cuda", 0) == torch.device("cuda", 0)
+    with pytest.raises(GankitError, match="nproc_per_node=1.*perf.backend=gloo"):
+        runtime.pick_device("cuda", 1)
+    assert runtime.pick_device("cuda", 1, share=True) == torch.device("cuda", 0)
+    assert runtime.pick_device("cuda:0", 1) == torch.device("cuda", 0)  # an explicit device
+
+
+def test_nccl_on_the_cpu_is_an_error():
+    from gankit.config import PerfConfig
+
+    with pytest.raises(GankitError, match="perf.backend=nccl needs CUDA"):
+        runtime.setup(PerfConfig(device="cpu", backend="nccl"))

@@ -325,6 +325,10 @@ class PerfConfig(_Strict):
         "auto", description="SyncBatchNorm under DDP (batch statistics over all ranks, as one "
         "process at batch W x b); auto: on for batch-norm models under CUDA DDP. PyTorch "
         "supports it on GPUs only: on CPU/gloo each rank normalises its own batch")
+    backend: Literal["auto", "nccl", "gloo"] = Field(
+        "auto", description="DDP process-group backend; auto: NCCL on CUDA, gloo on the CPU. "
+        "gloo on CUDA lets more ranks than GPUs share them (NCCL refuses two ranks on one GPU): "
+        "a functional check of the DDP path on a one-GPU machine, not a fast setting")
 
 
 class Config(_Strict):

@@ -30,25 +30,30 @@ def kth_neighbour_radii(x: torch.Tensor, k: int = K) -> torch.Tensor:
     """Distance from each row of ``x`` to its k-th nearest *other* row."""
     if len(x) <= k:
         raise ValueError(f"need more than k={k} samples, got {len(x)}")
-    out = torch.empty(len(x), dtype=x.dtype)
+    out = torch.empty(len(x), dtype=x.dtype, device=x.device)
     for i, d in _pairwise(x, x):
         # the row itself is at distance 0 and comes first; the k-th other is at index k
         out[i : i + len(d)] = d.topk(k + 1, dim=1, largest=False).values[:, k]
     return out
 
 
-def prdc(real: np.ndarray, fake: np.ndarray, k: int = K) -> dict[str, float]:
-    """The four metrics of ``fake`` against ``real`` (N x D and M x D features)."""
-    r = torch.as_tensor(np.asarray(real, dtype=np.float64))
-    f = torch.as_tensor(np.asarray(fake, dtype=np.float64))
+def prdc(real: np.ndarray, fake: np.ndarray, k: int = K,
+         device: str | torch.device = "auto") -> dict[str, float]:
+    """The four metrics of ``fake`` against ``real`` (N x D and M x D features), in float64
+    on ``device`` (``auto``: the GPU when there is one; 50k x 50k distances take minutes on a
+    CPU, and a DDP rank computing them keeps the others waiting in a collective)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    r = torch.as_tensor(np.asarray(real, dtype=np.float64)).to(device)
+    f = torch.as_tensor(np.asarray(fake, dtype=np.float64)).to(device)
     rad_r, rad_f = kth_neighbour_radii(r, k), kth_neighbour_radii(f, k)
-    in_real_balls = torch.zeros(len(f))  # per fake: how many real balls hold it
-    covered = torch.zeros(len(r), dtype=torch.bool)  # per real: its ball holds a fake
+    in_real_balls = torch.zeros(len(f), device=f.device)  # per fake: how many real balls hold it
+    covered = torch.zeros(len(r), dtype=torch.bool, device=r.device)  # per real: a fake inside
     for i, d in _pairwise(f, r):  # d: fakes i.. x reals
         inside = d <= rad_r.unsqueeze(0)
         in_real_balls[i : i + len(d)] = inside.sum(1).to(in_real_balls.dtype)
         covered |= inside.any(0)
-    recalled = torch.zeros(len(r), dtype=torch.bool)  # per real: inside some fake ball
+    recalled = torch.zeros(len(r), dtype=torch.bool, device=r.device)  # per real: in a fake ball
     for i, d in _pairwise(r, f):
         recalled[i : i + len(d)] = (d <= rad_f.unsqueeze(0)).any(1)
     return {

@@ -5,7 +5,7 @@ their images into W contiguous shares (:func:`gankit.generate.shard`): rank r em
 ``[n*r/W, n*(r+1)/W)`` of an image source, or generates exactly those of a checkpoint's draw
 (the latents one process draws, sliced), and rank 0 gathers the pieces in rank order. So the
 features, and hence the FID, are those of one process (up to the backend choosing other
-kernels for other batch sizes), and W GPUs take 1/W of the time. Only rank 0 computes the
+kernels for other batch sizes), and W GPUs take 1/W of the generating and embedding. Only rank 0 computes the
 Fréchet distance, writes files and prints.
 
 Inception features are float32 values stored as float64, so they travel as float32 (half the
@@ -62,16 +62,17 @@ SINGLE = World()  # one process: the default of every function that takes a worl
 
 
 def join() -> World:
-    """The ``torchrun`` world (gloo on the CPU, NCCL with one GPU per rank); one process
-    outside it. Each rank's GPU is ``cuda:LOCAL_RANK``, so ``cuda`` means a rank's own."""
+    """The ``torchrun`` world; one process outside it. Each rank's GPU is
+    ``cuda:(LOCAL_RANK mod GPUs)``, so ``cuda`` means a rank's own (or a shared one). The
+    collectives are a flag and the gathered results, so gloo carries them on every device
+    (NCCL would refuse ranks that share a GPU and gains nothing here)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return SINGLE
-    cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
+        dist.init_process_group("gloo")
         atexit.register(dist.destroy_process_group)
     return World(dist.get_rank(), dist.get_world_size())
 

@@ -53,7 +53,9 @@ def cuda_has_native_bf16(device: torch.device | None = None) -> bool:
     return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
+def pick_device(name: str, local_rank: int = 0, share: bool = False) -> torch.device:
+    """The device of this rank: ``cuda`` means ``cuda:LOCAL_RANK``. More local ranks than GPUs
+    is an error unless ``share`` (gloo), which deals the GPUs out round-robin."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -64,7 +66,14 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
         if not torch.cuda.is_available():
             raise GankitError("perf.device=cuda but no CUDA GPU is available; use perf.device=cpu")
         if device.index is None:
-            device = torch.device("cuda", local_rank)
+            n = torch.cuda.device_count()
+            if local_rank >= n and not share:
+                raise GankitError(
+                    f"local rank {local_rank} has no GPU of its own: this machine has {n}; start at "
+                    f"most {n} processes per node (torchrun --nproc_per_node={n}), or set "
+                    "perf.backend=gloo to let ranks share GPUs (a functional check: NCCL refuses "
+                    "two ranks on one GPU)")
+            device = torch.device("cuda", local_rank % n)
         torch.cuda.set_device(device)
     return device
 
@@ -86,9 +95,13 @@ def setup(perf: PerfConfig) -> Runtime:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(perf.device, local_rank)
+    device = pick_device(perf.device, local_rank, share=perf.backend == "gloo")
+    backend = perf.backend if perf.backend != "auto" else (
+        "nccl" if device.type == "cuda" else "gloo")
+    if backend == "nccl" and device.type != "cuda":
+        raise GankitError("perf.backend=nccl needs CUDA; on the CPU use gloo (or auto)")
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend)
     if perf.threads:
         torch.set_num_threads(perf.threads)
     elif device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:

@@ -270,7 +270,7 @@ def resolve(cfg: Config, world_size: int = 1, rank: int = 0,
             measure_fn: Measure = measure) -> tuple[Config, dict[str, Any]]:
     """``cfg`` with every ``auto`` perf field made concrete, and the record of how."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(cfg.perf.device, local_rank)
+    device = pick_device(cfg.perf.device, local_rank, share=cfg.perf.backend == "gloo")
     if not needs_tuning(cfg.perf, device):
         # compile=auto without tuning (a CPU with the other fields set) means off, as on every
         # CPU: bool("auto") would be True
