@@ -130,3 +130,23 @@ def test_shipped_reference_architecture_sweep_covers_every_axis():
     assert {bool(c.generator.attention and c.discriminator.attention)
             for c in cfgs.values()} == {True, False}
     assert spec.fid.select == "test[5000:6000]" and spec.fid.ref == "test[0:1000]"
+
+
+def test_shipped_cpu_seeds_sweep_is_the_cpu_hour_over_three_seeds():
+    """The issue-21 row: the `cpu` preset unchanged, 60 minutes per seed, 3 seeds (0, 1, 2),
+    the final generator scored by FID-10k against the training set (nothing selected)."""
+    from importlib import resources
+
+    from gankit.config import resolve
+    from gankit.sweep import expand, load_spec, variant_config
+
+    spec = load_spec(resources.files("gankit") / "sweeps" / "cpu-seeds.yaml")
+    (v,) = expand(spec)
+    cfgs = [variant_config(spec, v, s) for s in range(spec.seeds)]
+    assert [c.train.seed for c in cfgs] == [0, 1, 2]
+    preset = resolve("cpu")
+    for c in cfgs:
+        assert c.train.minutes == 60 and c.train.fid_every == 0
+        for part in ("generator", "discriminator", "loss", "optim", "ema", "data"):
+            assert getattr(c, part) == getattr(preset, part), part
+    assert (spec.fid.n, spec.fid.ref, spec.fid.draws, spec.fid.every) == (10000, "train", 1, 0)
