@@ -216,6 +216,81 @@ def test_intra_fid_is_the_mean_of_per_class_fids_closed_form():
         intra_fid(fa[yb != 2], yb[yb != 2], fb, yb)
 
 
+def test_intra_fid_during_training_and_the_best_chosen_by_it(tmp_path):
+    """``train.fid_intra`` logs intra-FID with each FID: the logged value is the hand-built
+    intra-FID of the final G's class-balanced samples against the reference's images of each
+    class (stub features); ``fid_best=intra_fid`` keeps the best by it, not by FID."""
+    from gankit.data.sources import Images
+    from gankit.generate import sample_images
+    from gankit.io import read_jsonl
+    from gankit.metrics.training import TrainingFID
+
+    from .conftest import StubExtractor
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    np.savez(tmp_path / "ref.npz", images=rng.integers(0, 256, (60, 32, 32, 3), np.uint8),
+             labels=y)
+    images = Images(torch.from_numpy(rng.integers(0, 256, (64, 3, 32, 32), np.uint8)),
+                    {"classes": ["a", "b", "c"]}, torch.arange(64) % 3)
+    cfg = cond_cfg("train.epochs=3", "train.fid_every=1", "train.fid_n=30", "train.fid_intra=true",
+                   "train.fid_best=intra_fid", f"train.fid_ref={tmp_path / 'ref.npz'}", k=3)
+    ext = StubExtractor()
+    ev = TrainingFID(cfg, None, None, extractor=ext)
+    st = train(cfg, tmp_path / "r", images, progress=False, evaluator=ev)
+    fids = [r for r in read_jsonl(tmp_path / "r" / "metrics.jsonl") if r["kind"] == "fid"]
+    assert len(fids) == 3
+    ref = np.load(tmp_path / "ref.npz")
+    fa, ya = ext(sample_images(st.g_eval, 30, ev.seed)), np.arange(30) % 3  # class-balanced
+    want = intra_fid(fa, ya, ext(ref["images"]), ref["labels"], method="eigh")
+    assert fids[-1]["intra_fid"] == pytest.approx(want["intra_fid"], rel=1e-6)
+    assert fids[-1]["intra_n_a"] == {"0": 10, "1": 10, "2": 10}
+    assert fids[-1]["intra_n_b"] == {"0": 20, "1": 20, "2": 20}
+    best = min(fids, key=lambda r: r["intra_fid"])
+    assert fids[-1]["best_intra_fid"] == best["intra_fid"]
+    assert fids[-1]["best_epoch"] == best["epoch"] and st.best["fid"] == best["fid"]
+
+
+@pytest.mark.parametrize("best, want_epoch", [("fid", 2.0), ("intra_fid", 3.0)])
+def test_the_best_checkpoint_follows_train_fid_best(tmp_path, best, want_epoch):
+    """Scripted scores on which FID and intra-FID disagree: FID is lowest at epoch 2,
+    intra-FID at epoch 3; best.safetensors and the state's best follow ``train.fid_best``."""
+    from gankit.data.sources import Images
+
+    scores = iter([(5.0, 2.0), (3.0, 6.0), (4.0, 1.0)])
+
+    def scripted(g):
+        fid, intra = next(scores)
+        return {"fid": fid, "intra_fid": intra, "n": 30, "ref": "x"}
+
+    rng = np.random.default_rng(0)
+    images = Images(torch.from_numpy(rng.integers(0, 256, (64, 3, 32, 32), np.uint8)),
+                    {"classes": ["a", "b", "c"]}, torch.arange(64) % 3)
+    cfg = cond_cfg("train.epochs=3", "train.fid_every=1", "train.fid_intra=true",
+                   f"train.fid_best={best}", k=3)
+    st = train(cfg, tmp_path / "r", images, progress=False, evaluator=scripted)
+    assert st.best["epoch"] == want_epoch
+    meta = json.loads(load_file_meta(tmp_path / "r" / "checkpoints" / "best.safetensors")["fid"])
+    assert meta["fid"] == {2.0: 3.0, 3.0: 4.0}[want_epoch]
+
+
+def load_file_meta(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return f.metadata()
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["train.fid_intra=true", "cond.n_classes=0"], "fid_intra needs a class-conditional run"),
+    (["train.fid_best=intra_fid"], "fid_best=intra_fid needs train.fid_intra"),
+])
+def test_intra_fid_config_errors(extra, match):
+    with pytest.raises(GankitError, match=match):
+        resolve("cpu-cond", extra)
+
+
+
 @pytest.fixture
 def cond_run(tmp_path, fake_cifar, capsys):
     run = tmp_path / "run"

@@ -39,12 +39,14 @@ def cli() -> None:
               "test[0:1000], another source (folder, zip, cifar10:test) or a mu/sigma .npz")
 @click.option("--fid-pr", is_flag=True, default=None,
               help="also precision/recall, density/coverage with each FID (train.fid_pr)")
+@click.option("--fid-intra", is_flag=True, default=None,
+              help="a conditional run: also intra-FID with each FID (train.fid_intra)")
 @click.option("--inception", type=click.Path(path_type=Path), help=INCEPTION_HELP)
 @click.option("--tensorboard", is_flag=True, default=None,
               help="also log to RUN/tensorboard (train.tensorboard; needs tensorboard)")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train(preset, data_dir, out, epochs, minutes, overrides, resume, dataset, fid_every, fid_n,
-          fid_ref, fid_pr, inception, tensorboard, progress) -> None:
+          fid_ref, fid_pr, fid_intra, inception, tensorboard, progress) -> None:
     """Train a GAN; `gankit train` alone trains the dcgan preset on CIFAR-10."""
     import signal
 
@@ -55,7 +57,7 @@ def train(preset, data_dir, out, epochs, minutes, overrides, resume, dataset, fi
     extra = list(overrides)
     for key, val in (("epochs", epochs), ("minutes", minutes), ("fid_every", fid_every),
                      ("fid_n", fid_n), ("fid_ref", fid_ref), ("fid_pr", fid_pr),
-                     ("tensorboard", tensorboard)):
+                     ("fid_intra", fid_intra), ("tensorboard", tensorboard)):
         if val is not None:
             extra.append(f"train.{key}={val}")
     if dataset is not None:

@@ -264,11 +264,18 @@ class TrainConfig(_Strict):
     fid_pr: bool = Field(False, description="also precision/recall and density/coverage (k=3) "
                          "of fid_n samples against as many reference images")
     fid_mode: Literal["tf", "pytorch-fid"] = "tf"
+    fid_intra: bool = Field(False, description="also intra-FID with each FID (a conditional run: "
+                            "each class's FID against that class's reference images, averaged; "
+                            "the reference needs labels)")
+    fid_best: Literal["fid", "intra_fid"] = Field(
+        "fid", description="what picks best.safetensors; intra_fid needs fid_intra")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         if self.d_batch == "half" and self.batch_size % 2:
             raise ValueError("train.batch_size must be even with train.d_batch=half")
+        if self.fid_best == "intra_fid" and not self.fid_intra:
+            raise ValueError("train.fid_best=intra_fid needs train.fid_intra=true")
         return self
 
     @property
@@ -358,6 +365,8 @@ class Config(_Strict):
                 self.generator.norm != "batch":
             raise ValueError("cond.n_classes needs generator.norm=batch: the generator is "
                              "conditioned through conditional batch norm")
+        if self.train.fid_intra and not self.cond.n_classes:
+            raise ValueError("train.fid_intra needs a class-conditional run (cond.n_classes > 0)")
         if self.optim.g_fake == "reuse" and self.train.d_batch == "half":
             raise ValueError(
                 "optim.g_fake=reuse needs train.d_batch=full: with half, D's fakes are half "

@@ -97,7 +97,7 @@ def features_cache_path(key: str, ext: FeatureExtractor) -> Path:
     return stats_cache_path(key, ext).with_suffix(".features.npy")
 
 
-def _cached_features(src: Source, ext: FeatureExtractor, progress: bool,
+def cached_features(src: Source, ext: FeatureExtractor, progress: bool,
                      world: World) -> np.ndarray | None:
     """:func:`features`, read from / written to the user cache for a dataset (not for arrays
     or generated samples), so ``--intra`` / ``--kid`` / ``--pr`` against ``cifar10:train``
@@ -184,23 +184,31 @@ def compare_stats(a: Source, b: Source, mode: str, method: str = "scipy") -> dic
     return rec
 
 
+def class_stats(feats: np.ndarray, labels: np.ndarray) -> dict[int, Stats]:
+    """Per-class statistics of labelled features (the reference side of intra-FID)."""
+    return {int(c): Stats.from_features(feats[labels == c]) for c in np.unique(labels)}
+
+
+def intra_fid_vs(fa: np.ndarray, ya: np.ndarray, ref: dict[int, Stats],
+                 method: str = "scipy") -> dict[str, Any]:
+    """Intra-FID of features ``fa`` (labels ``ya``) against per-class reference statistics
+    (:func:`class_stats`); every reference class must be in A."""
+    missing = sorted(set(ref) - set(np.unique(ya).tolist()))
+    if missing:
+        raise GankitError(f"--intra: the first side has no images of class(es) {missing[:10]}")
+    per = {str(c): fid_from_stats(Stats.from_features(fa[ya == c]), sb, method)
+           for c, sb in sorted(ref.items())}
+    return {"intra_fid": float(np.mean(list(per.values()))), "intra_fid_per_class": per,
+            "intra_n_a": {str(c): int((ya == c).sum()) for c in sorted(ref)},
+            "intra_n_b": {str(c): sb.n for c, sb in sorted(ref.items())}}
+
+
 def intra_fid(fa: np.ndarray, ya: np.ndarray, fb: np.ndarray, yb: np.ndarray,
               method: str = "scipy") -> dict[str, Any]:
     """Intra-FID (Miyato & Koyama 2018): the mean over classes of the FID between A's and
     B's images of that class, with the per-class values and sizes. Every class of B must be
     in A (a conditional G sampled class-balanced covers all)."""
-    classes = sorted(set(np.unique(yb).tolist()))
-    missing = sorted(set(classes) - set(np.unique(ya).tolist()))
-    if missing:
-        raise GankitError(f"--intra: the first side has no images of class(es) {missing[:10]}")
-    per = {}
-    for c in classes:
-        sa, sb = Stats.from_features(fa[ya == c]), Stats.from_features(fb[yb == c])
-        per[str(c)] = fid_from_stats(sa, sb, method)
-    counts_a = {str(c): int((ya == c).sum()) for c in classes}
-    counts_b = {str(c): int((yb == c).sum()) for c in classes}
-    return {"intra_fid": float(np.mean(list(per.values()))), "intra_fid_per_class": per,
-            "intra_n_a": counts_a, "intra_n_b": counts_b}
+    return intra_fid_vs(fa, ya, class_stats(fb, yb), method)
 
 
 def compare(
@@ -225,7 +233,7 @@ def compare(
             if src.images is None:
                 raise GankitError(f"--kid/--pr/--intra need images, but {src.spec} is a "
                                   "statistics file")
-        feats = [_cached_features(src, ext, progress, world) for src in (a, b)]
+        feats = [cached_features(src, ext, progress, world) for src in (a, b)]
         if not world.main:  # every rank ran the same collectives; rank 0 has the features
             return None
         sa, sb = (Stats.from_features(f) for f in feats)

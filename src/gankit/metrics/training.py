@@ -12,10 +12,17 @@ import torch
 from gankit.config import Config
 from gankit.data.sources import parse_cifar
 from gankit.errors import GankitError
-from gankit.generate import sample_images, shard
+from gankit.generate import sample_images, sample_labels, shard
 from gankit.metrics.fid import Stats, fid_from_stats
 from gankit.metrics.inception import FeatureExtractor
-from gankit.metrics.sources import load_source, source_stats
+from gankit.metrics.shards import SINGLE
+from gankit.metrics.sources import (
+    cached_features,
+    class_stats,
+    intra_fid_vs,
+    load_source,
+    source_stats,
+)
 
 
 def reference_spec(cfg: Config) -> str:
@@ -56,11 +63,24 @@ class TrainingFID:
         self.ext = extractor or FeatureExtractor(inception, mode=t.fid_mode)
         self.ref: Stats | None = None
         self.ref_feats: np.ndarray | None = None
+        self.ref_classes: dict[int, Stats] = {}  # train.fid_intra: per-class reference stats
         if not reference:
             return
         src = load_source(self.ref_spec, data_dir=data_dir, resolution=cfg.data.resolution,
                           resize_filter=cfg.data.resize_filter)  # a bad reference fails first
         self.ref, feats = source_stats(src, self.ext, progress=True)
+        if t.fid_intra:
+            if src.images is None or src.labels is None:
+                raise GankitError(f"train.fid_intra needs a labelled image reference, but "
+                                  f"{self.ref_spec} has no labels; use --fid-ref train (CIFAR or "
+                                  "a class-folder dataset) or an .npz with 'labels'")
+            if int(src.labels.max()) >= cfg.cond.n_classes:
+                raise GankitError(f"train.fid_intra: {self.ref_spec} has labels up to "
+                                  f"{int(src.labels.max())}, outside cond.n_classes="
+                                  f"{cfg.cond.n_classes}")
+            if feats is None:  # statistics were cached; the per-class ones need the features
+                feats = cached_features(src, self.ext, True, SINGLE)
+            self.ref_classes = class_stats(feats, src.labels)
         if self.with_pr:
             if src.images is None:
                 raise GankitError(f"train.fid_pr needs reference images, but {self.ref_spec} is "
@@ -87,6 +107,9 @@ class TrainingFID:
                "n": self.n, "ref": self.ref_spec, "n_ref": self.ref.n, **self.ext.describe()}
         if world_size > 1:
             rec["ranks"] = world_size
+        if self.ref_classes:  # the class-balanced labels sample_images gave the samples
+            rec.update(intra_fid_vs(feats, sample_labels(g, self.n).numpy(), self.ref_classes,
+                                    method="eigh"))
         if self.ref_feats is not None:
             from gankit.metrics.prdc import prdc
 

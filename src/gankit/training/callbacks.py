@@ -76,8 +76,9 @@ class SampleGrids(Callback):
 
 class FIDTracking(Callback):
     """FID every ``train.fid_every`` epochs, at the last one and when a budget stops the run,
-    with the EMA generator where there is one; the best is kept as ``best.safetensors`` and in
-    the training state (so it survives a resume).
+    with the EMA generator where there is one; the best (by ``train.fid_best``: FID, or
+    intra-FID) is kept as ``best.safetensors`` and in the training state (so it survives a
+    resume).
 
     A ``sharded`` evaluator (:class:`gankit.metrics.training.TrainingFID`) runs on every DDP
     rank, each on its share of the samples, and returns the record on rank 0 only; any
@@ -111,15 +112,17 @@ class FIDTracking(Callback):
         self.last_step = st.global_step
         if not rt.is_main:  # a shard's share is done; rank 0 keeps the record and the best
             return
-        if not st.best or res["fid"] < st.best["fid"]:
+        key = cfg.train.fid_best  # fid, or intra_fid for a conditional run that asks
+        if not st.best or res[key] < st.best.get(key, float("inf")):
             st.best = {"fid": res["fid"], "epoch": label, "step": st.global_step,
-                       "protocol": fid_protocol(cfg)}
+                       "protocol": fid_protocol(cfg)} | ({key: res[key]} if key != "fid" else {})
             checkpoint.save(trainer.run_dir / "checkpoints" / "best.safetensors", cfg, st.epoch,
                             st.g, st.d, extra_meta={"fid": res}, step=st.global_step,
                             extra_modules=st.extra_modules())
         rec = {"kind": "fid", "epoch": label, "step": st.global_step, **res,
                "eval_seconds": st.last_eval_seconds, "best_fid": st.best["fid"],
-               "best_epoch": st.best["epoch"]}
+               "best_epoch": st.best["epoch"]} | (
+                   {f"best_{key}": st.best[key]} if key != "fid" else {})
         trainer.log(rec)
         trainer.emit("on_eval", rec)
 

@@ -92,7 +92,8 @@ def load_training_images(cfg: Config, data_dir: str | Path | None, progress: boo
 def fid_protocol(cfg: Config) -> dict[str, Any]:
     """What makes two FIDs comparable: the best checkpoint is only chosen within one protocol."""
     t = cfg.train
-    return {"n": t.fid_n, "ref": t.fid_ref.removeprefix("cifar10:"), "mode": t.fid_mode}
+    rec = {"n": t.fid_n, "ref": t.fid_ref.removeprefix("cifar10:"), "mode": t.fid_mode}
+    return rec | ({"best": t.fid_best} if t.fid_best != "fid" else {})  # old runs: unchanged
 
 def _resolve_perf(cfg: Config, run_dir: Path, resume: bool,
                   rt: Runtime) -> tuple[Config, dict[str, Any]]:
