@@ -150,3 +150,23 @@ def test_shipped_cpu_seeds_sweep_is_the_cpu_hour_over_three_seeds():
         for part in ("generator", "discriminator", "loss", "optim", "ema", "data"):
             assert getattr(c, part) == getattr(preset, part), part
     assert (spec.fid.n, spec.fid.ref, spec.fid.draws, spec.fid.every) == (10000, "train", 1, 0)
+
+
+def test_every_shipped_sweep_resolves_and_never_selects_on_its_report_split():
+    from importlib import resources
+
+    from gankit.metrics.protocol import check_disjoint
+    from gankit.sweep import expand, load_spec, variant_config
+
+    files = sorted(p for p in (resources.files("gankit") / "sweeps").iterdir()
+                   if p.name.endswith(".yaml"))
+    assert {p.name for p in files} >= {"architecture.yaml", "reference-architectures.yaml",
+                                       "cpu-seeds.yaml", "cpu-cond-recipes.yaml"}
+    for path in files:
+        spec = load_spec(path)
+        check_disjoint(spec.fid.select, spec.fid.ref)
+        for v in expand(spec):
+            variant_config(spec, v)  # every variant is a valid config
+    spec = load_spec(resources.files("gankit") / "sweeps" / "cpu-cond-recipes.yaml")
+    kinds = {variant_config(spec, v).cond.discriminator for v in expand(spec)}
+    assert kinds == {"projection", "ac"} and spec.fid.ref != "train"
