@@ -68,6 +68,8 @@ def test_train_resume_generate(tmp_path, capsys, tiny_args):
 ])
 def test_bad_input_one_line_exit_2(args, match, capsys, fake_cifar, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    # No weights anywhere: a bad dataset must be reported before the Inception is looked for.
+    monkeypatch.delenv("GANKIT_INCEPTION", raising=False)
     code, _, err = run_cli(args + (["--data-dir", str(fake_cifar)] if args[0] == "train" and
                                    "--resume" not in args else []), capsys)
     assert code == 2

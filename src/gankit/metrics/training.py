@@ -60,14 +60,15 @@ class TrainingFID:
         t = cfg.train
         self.n, self.seed, self.with_pr = t.fid_n, seed, t.fid_pr
         self.ref_spec = reference_spec(cfg)
+        src = load_source(self.ref_spec, data_dir=data_dir, resolution=cfg.data.resolution,
+                          resize_filter=cfg.data.resize_filter) if reference else None
+        # a bad reference fails before the Inception weights are looked for
         self.ext = extractor or FeatureExtractor(inception, mode=t.fid_mode)
         self.ref: Stats | None = None
         self.ref_feats: np.ndarray | None = None
         self.ref_classes: dict[int, Stats] = {}  # train.fid_intra: per-class reference stats
-        if not reference:
+        if src is None:
             return
-        src = load_source(self.ref_spec, data_dir=data_dir, resolution=cfg.data.resolution,
-                          resize_filter=cfg.data.resize_filter)  # a bad reference fails first
         self.ref, feats = source_stats(src, self.ext, progress=True)
         if t.fid_intra:
             if src.images is None or src.labels is None:
