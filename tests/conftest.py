@@ -63,19 +63,6 @@ def images():
     return torch.from_numpy(rng.integers(0, 256, (128, 3, 32, 32), dtype=np.uint8))
 
 
-class StubExtractor:
-    """Cheap stand-in for Inception: 4x4 average-pooled pixels (48 features)."""
-
-    mode, precision, sha256 = "tf", "fp32", "stub"
-
-    def describe(self):
-        return {"mode": self.mode, "precision": self.precision, "inception_sha256": self.sha256}
-
-    def __call__(self, images, progress=False):
-        from gankit.metrics.inception import as_nchw_uint8
-
-        x = as_nchw_uint8(images).float()
-        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1).double().numpy()
 
 
 def real_paths() -> tuple[str, str]:

@@ -11,33 +11,13 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
-from gankit.metrics.inception import as_nchw_uint8
 from gankit.metrics.shards import join
 from gankit.metrics.sources import compare, load_source, source_stats
-
-
-class CountingStub:
-    """4x4 average-pooled pixels as features (48), counting the images it embeds."""
-
-    mode, precision, sha256 = "tf", "fp32", "stub"
-
-    def __init__(self):
-        self.count = 0
-
-    def describe(self):
-        return {"mode": self.mode, "precision": self.precision, "inception_sha256": self.sha256}
-
-    def __call__(self, images, progress=False):
-        x = as_nchw_uint8(images).float()
-        self.count += len(x)
-        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1).double().numpy()
-
+from stubs import StubExtractor  # this folder is on a script's path
 
 out, run, data_dir = (Path(a) for a in sys.argv[1:4])
 world = join()
-ext = CountingStub()
+ext = StubExtractor()
 a = load_source(str(run), n=41, world=world)
 b = load_source("cifar10:test[0:50]", data_dir=data_dir, world=world)
 rec = compare(a, b, ext, with_kid=True, with_intra=True, world=world)

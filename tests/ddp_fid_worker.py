@@ -16,32 +16,14 @@ import torch.distributed as dist
 
 from gankit.config import resolve
 from gankit.io import read_jsonl
-from gankit.metrics.inception import as_nchw_uint8
 from gankit.metrics.training import TrainingFID
 from gankit.training.loop import train
-
-
-class CountingStub:
-    """4x4 average-pooled pixels as features (48), counting the images it embeds."""
-
-    mode, precision, sha256 = "tf", "fp32", "stub"
-
-    def __init__(self):
-        self.count = 0
-
-    def describe(self):
-        return {"mode": self.mode, "precision": self.precision, "inception_sha256": self.sha256}
-
-    def __call__(self, images, progress=False):
-        x = as_nchw_uint8(images).float()
-        self.count += len(x)
-        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1).double().numpy()
-
+from stubs import StubExtractor  # this folder is on a script's path
 
 out, sets = Path(sys.argv[1]), sys.argv[2:]
 rank = int(os.environ.get("RANK", "0"))
 cfg = resolve("dcgan", [*sets, f"train.fid_ref={out / 'ref.npz'}"])
-ext = CountingStub()
+ext = StubExtractor()
 ev = TrainingFID(cfg, None, None, extractor=ext, reference=rank == 0)
 ext.count = 0  # the reference's own features do not count
 images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (128, 3, 32, 32), np.uint8))

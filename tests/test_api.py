@@ -22,7 +22,7 @@ from gankit.models import build_discriminator, build_generator
 from gankit.models.registry import has_batchnorm, register_generator
 from gankit.training.callbacks import Callback
 
-from .conftest import StubExtractor
+from .stubs import StubExtractor
 from .test_cli import ok, run_cli
 
 NETS = '''

@@ -225,7 +225,7 @@ def test_intra_fid_during_training_and_the_best_chosen_by_it(tmp_path):
     from gankit.io import read_jsonl
     from gankit.metrics.training import TrainingFID
 
-    from .conftest import StubExtractor
+    from .stubs import StubExtractor
 
     rng = np.random.default_rng(0)
     y = np.arange(60) % 3
@@ -317,7 +317,7 @@ def test_generate_by_class_and_class_balanced(cond_run, tmp_path, capsys, fake_c
     ok(["generate", str(cond_run), "--per-class", "2", "--out", str(tmp_path / "f")], capsys)
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [f"{c:04d}" for c in range(10)]
     assert (cond_run / "samples" / "epoch-000001.png").is_file()
-    from .conftest import StubExtractor
+    from .stubs import StubExtractor
 
     monkeypatch.setattr("gankit.cli._extractor", lambda *a, **k: StubExtractor())
     rec = json.loads(ok(["fid", str(cond_run), "cifar10:test[0:100]", "--n", "100", "--intra",

@@ -11,7 +11,7 @@ from gankit.metrics.fid import Stats, fid_from_stats, frechet_distance, kid
 from gankit.metrics.inception import preprocess, resize_tf, resolve_weights
 from gankit.metrics.sources import compare, load_source, source_stats
 
-from .conftest import StubExtractor
+from .stubs import StubExtractor
 
 
 def test_closed_form_diagonal_gaussians():
@@ -160,24 +160,17 @@ def test_dataset_features_are_cached_once_kid_pr_or_intra_need_them(tmp_path, fa
     the same features; an array source (generated samples) is never cached."""
     from gankit.metrics.sources import compare, features_cache_path, stats_cache_path
 
-    class Counting(StubExtractor):
-        count = 0
-
-        def __call__(self, images, progress=False):
-            Counting.count += len(images)
-            return super().__call__(images, progress)
-
-    ext = Counting()
+    ext = StubExtractor()
     rng = np.random.default_rng(3)
     np.savez(tmp_path / "fake.npz", images=rng.integers(0, 256, (40, 32, 32, 3), np.uint8),
              labels=np.arange(40) % 10)
     recs = []
     for _ in range(2):
-        Counting.count = 0
+        ext.count = 0
         a = load_source(str(tmp_path / "fake.npz"))
         b = load_source("cifar10:test[0:60]", data_dir=fake_cifar)
         rec = compare(a, b, ext, with_kid=True, with_intra=True)
-        recs.append((Counting.count, {k: v for k, v in rec.items() if k != "seconds"}))
+        recs.append((ext.count, {k: v for k, v in rec.items() if k != "seconds"}))
     assert [c for c, _ in recs] == [100, 40]  # 40 + 60, then the 40 generated alone
     assert recs[0][1] == recs[1][1]
     cached = np.load(features_cache_path(b.cache_key, ext))

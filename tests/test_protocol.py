@@ -11,7 +11,7 @@ from gankit.generate import sample_images
 from gankit.metrics.fid import Stats, fid_from_stats
 from gankit.metrics.protocol import SAMPLE_SEED, check_disjoint, draw_fids, fmt, summarize
 
-from .conftest import StubExtractor
+from .stubs import StubExtractor
 
 
 def test_summarize_matches_a_hand_computation():

@@ -16,7 +16,7 @@ from gankit.training import checkpoint
 from gankit.training.loop import TrainingStopped, train
 from gankit.training.step import GANStep
 
-from .conftest import StubExtractor
+from .stubs import StubExtractor
 
 FEATURES = {
     "dcgan-dropout-hflip": ("dcgan", ["data.hflip=true"]),

@@ -150,7 +150,8 @@ def test_train_on_a_png_folder_at_64px_with_fid_and_pr(tmp_path, capsys, monkeyp
     from gankit.cli import main
     from gankit.io import read_jsonl
 
-    from .conftest import TINY, StubExtractor
+    from .conftest import TINY
+    from .stubs import StubExtractor
 
     monkeypatch.setattr("gankit.metrics.training.FeatureExtractor", lambda *a, **k: StubExtractor())
     monkeypatch.setattr("gankit.cli._extractor", lambda *a, **k: StubExtractor())

@@ -13,7 +13,8 @@ from gankit.metrics.protocol import SAMPLE_SEED
 from gankit.metrics.sources import load_source, source_stats
 from gankit.study import Protocol, run_study
 
-from .conftest import TINY, StubExtractor
+from .conftest import TINY
+from .stubs import StubExtractor
 
 
 def test_study_protocol_by_hand(tmp_path, fake_cifar, monkeypatch):

@@ -10,7 +10,8 @@ from gankit.io import read_jsonl
 from gankit.metrics import training as training_fid
 from gankit.sweep import run_sweep
 
-from .conftest import TINY, StubExtractor
+from .conftest import TINY
+from .stubs import StubExtractor
 
 
 def test_variants_train_on_their_own_data(tmp_path, fake_cifar, monkeypatch):
