@@ -198,6 +198,38 @@ def test_head_gain_divides_the_pre_activation_by_sqrt_fan_in():
     assert d1.gain == 1.0 and d.gain == pytest.approx(1 / 64)
 
 
+def _max_rms_pre_activation(preset: str, sets: list[str], steps: int = 40) -> float:
+    """Gradient *ascent* on every D weight to push its pre-tanh output away from 0 on one
+    batch, as a critic that separates real from fake does; the largest RMS reached."""
+    torch.manual_seed(0)
+    _, d = build_models(resolve(preset, sets))
+    d.output = "linear"  # the scaled pre-activation that tanh would see
+    x = torch.randn(32, 3, 32, 32)
+    sign = torch.ones(32)
+    sign[16:] = -1  # half "real", half "fake"
+    opt = torch.optim.Adam(d.parameters(), lr=0.05)
+    worst = 0.0
+    for _ in range(steps):
+        out = d(x)
+        worst = max(worst, (out - d.head.bias * d.gain).pow(2).mean().sqrt().item())
+        opt.zero_grad()
+        (-(out * sign).mean()).backward()
+        opt.step()
+    return worst
+
+
+@pytest.mark.parametrize("preset", ["sndcgan", "sagan"])
+def test_design2_critic_cannot_saturate(preset):
+    """Closed form: without batch norm's affine, the last layer's features are unit-variance
+    per channel over the batch, so sum_i ||h_i||^2 <= N x 4,096 (LeakyReLU only shrinks);
+    with ||w|| <= 1 (spectral norm) and gain 1/64 the batch RMS of w.h x gain is <= 1,
+    whatever the weights: tanh stays below tanh(1) on average and D keeps a gradient.
+    The presets keep the affine (the reference's batch norm), which escapes the bound: its
+    scale grew to 5x in a 30-minute run (docs/design2.md)."""
+    assert _max_rms_pre_activation(preset, ["discriminator.norm_affine=false"]) <= 1.0 + 1e-3
+    assert _max_rms_pre_activation(preset, []) > 1.5
+
+
 def test_per_layer_norms():
     _, d = build_models(resolve("cpu", ["discriminator.norms=[none, batch, batch]"]))
     mods = list(d.features)

@@ -49,6 +49,23 @@ def test_study_protocol_by_hand(tmp_path, fake_cifar, monkeypatch):
     assert saved["protocol"]["select"] == "test[5000:5064]" and len(saved["summary"]) == 4
     assert "95% interval" in (out / "report.html").read_text()
 
+    # a rerun (e.g. after a kill during scoring) reuses each generator's saved scores ...
+    import gankit.study as study
+
+    def no_draws(*a, **k):
+        raise AssertionError("rescored a generator whose scores were saved")
+
+    monkeypatch.setattr(study, "draw_fids", no_draws)
+    again = run_study(out, fake_cifar, None, epochs=3, protocol=p,
+                      overrides=[*TINY, "data.limit=64", "perf.precision=fp32",
+                                 "perf.channels_last=false", "perf.threads=2"], progress=False)
+    assert again["rows"] == res["rows"]
+    # ... but not for another protocol
+    with pytest.raises(AssertionError, match="rescored"):
+        run_study(out, fake_cifar, None, epochs=3, protocol=Protocol(**{**p.__dict__, "draws": 2}),
+                  overrides=[*TINY, "data.limit=64", "perf.precision=fp32",
+                             "perf.channels_last=false", "perf.threads=2"], progress=False)
+
 
 def test_study_refuses_a_selection_split_that_overlaps_the_report(tmp_path, capsys):
     from gankit.cli import main

@@ -124,6 +124,11 @@ class DiscriminatorConfig(_Strict):
     norms: list[Literal["batch", "none"]] | None = Field(
         None, description="per-layer norm (dcgan arch), e.g. [none, batch, batch] for Radford "
         "et al.'s D without batch norm on its input layer; overrides norm")
+    norm_affine: bool = Field(
+        True, description="batch norm's learnable scale and shift in D; false bounds a "
+        "spectrally-normalised critic's pre-activation (head_gain 1/sqrt(fan_in): RMS <= 1), "
+        "which the affine scale escapes (it grew to 5x in 12k sndcgan steps); measured "
+        "worse FID, so no preset sets it (docs/design2.md)")
     activation: Literal["leakyrelu", "relu"] = "leakyrelu"
     leaky_slope: float = Field(0.2, ge=0.0, lt=1.0)
     spectral_norm: bool = False

@@ -12,6 +12,7 @@ unfinished runs and rescores; one HTML report holds curves, tables and sample gr
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from gankit.generate import load_generator, sample_images
 from gankit.io import read_jsonl, write_json
 from gankit.metrics.baselines import baselines
 from gankit.metrics.fid import Stats, fid_from_stats
+from gankit.metrics.inception import file_sha256
 from gankit.metrics.protocol import (
     PROTOCOL_METHOD,
     SAMPLE_SEED,
@@ -101,21 +103,14 @@ def run_study(out: Path, data_dir, inception, *, epochs: int, minutes: float | N
             grids[str(run)] = []
             for which, path in (("best", run / "checkpoints" / "best.safetensors"),
                                 ("final", checkpoint.resume_checkpoints(run / "checkpoints")[-1][1])):
-                g, _, epoch = load_generator(path)
-                fake = sample_images(g, max(p.standard_n, 64), seed=SAMPLE_SEED)
-                draws = draw_fids(g, ext, ref, p.ref_n, p.draws)
-                row = {"model": name, "seed": s, "which": which, "epoch": epoch,
-                       "fid_ref": summarize(draws),
-                       "fid_standard": fid_from_stats(Stats.from_features(
-                           ext(fake[:p.standard_n], progress=progress)), std_ref,
-                           PROTOCOL_METHOD)}
+                row = _score(run, which, path, ext, ref, std_ref, p, progress)
+                row.update(model=name, seed=s)
                 if which == "best" and best_rec:
                     row.update(step=best_rec["step"], wall_seconds=best_rec.get("wall_time"),
                                fid_select=best_rec["fid"])
                 rows.append(row)
-                grid = run / f"{which}-grid.png"
-                save_grid(grid, fake[:64])
-                grids[str(run)].append((f"{which} generator (epoch {epoch:g})", grid))
+                grids[str(run)].append((f"{which} generator (epoch {row['epoch']:g})",
+                                        run / f"{which}-grid.png"))
     summary = _aggregate(rows)
     base = baselines(ext, data_dir, p.ref_n)
     write_json(out / "baselines.json", base)
@@ -127,6 +122,29 @@ def run_study(out: Path, data_dir, inception, *, epochs: int, minutes: float | N
            baselines=out / "baselines.json", extra_tables=_tables(rows, summary, p, std_spec),
            extra_grids=grids)
     return result
+
+
+def _score(run: Path, which: str, path: Path, ext, ref: Stats, std_ref: Stats, p: Protocol,
+           progress: bool) -> dict[str, Any]:
+    """One generator's scores and sample grid, kept in ``run/score-WHICH.json``: scoring four
+    generators takes about an hour on a CPU, so a killed study rescoring from scratch loses
+    it. The cache holds only for the same checkpoint bytes and protocol."""
+    key = {"checkpoint": path.name, "sha256": file_sha256(path), "protocol": asdict(p),
+           "inception": getattr(ext, "sha256", None)}
+    cache = run / f"score-{which}.json"
+    if cache.is_file() and (run / f"{which}-grid.png").is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("key") == key:
+            return dict(saved["row"])
+    g, _, epoch = load_generator(path)
+    fake = sample_images(g, max(p.standard_n, 64), seed=SAMPLE_SEED)
+    row = {"which": which, "epoch": epoch,
+           "fid_ref": summarize(draw_fids(g, ext, ref, p.ref_n, p.draws)),
+           "fid_standard": fid_from_stats(Stats.from_features(
+               ext(fake[:p.standard_n], progress=progress)), std_ref, PROTOCOL_METHOD)}
+    save_grid(run / f"{which}-grid.png", fake[:64])
+    write_json(cache, {"key": key, "row": row})
+    return dict(row)
 
 
 def _aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

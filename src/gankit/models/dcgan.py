@@ -98,7 +98,7 @@ class Discriminator(nn.Module):
             layers += [
                 # (k-1)//2 keeps the size at stride 1 (odd k) and halves it at stride 2 (k=3, 4)
                 maybe_sn(nn.Conv2d(cin, w, k, s, (k - 1) // 2), sn, sn_impl),
-                norm2d(nm, w),
+                norm2d(nm, w, affine=cfg.norm_affine),
                 activation(cfg.activation, cfg.leaky_slope),
             ]
             if _attends(sizes, i, cfg.attention):

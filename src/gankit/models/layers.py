@@ -34,11 +34,16 @@ def activation(name: str, slope: float) -> nn.Module:
     return nn.Identity()
 
 
-def norm2d(name: str, channels: int, n_classes: int = 0) -> nn.Module:
-    """Batch norm (``batch``), conditional batch norm (``batch`` with classes) or nothing."""
+def norm2d(name: str, channels: int, n_classes: int = 0, affine: bool = True) -> nn.Module:
+    """Batch norm (``batch``), conditional batch norm (``batch`` with classes) or nothing.
+
+    ``affine=False`` drops batch norm's learnable scale and shift: in a spectrally-normalised
+    critic they are the only weights no norm bounds (docs/design2.md)."""
     if name != "batch":
         return nn.Identity()
-    return ConditionalBatchNorm2d(channels, n_classes) if n_classes else nn.BatchNorm2d(channels)
+    if n_classes:
+        return ConditionalBatchNorm2d(channels, n_classes)
+    return nn.BatchNorm2d(channels, affine=affine)
 
 
 class Conditional(nn.Module):

@@ -97,7 +97,8 @@ class DownBlock(nn.Module):
         sn = cfg.spectral_norm
         self.down, self.first = down, first
         self.act = activation(cfg.activation, cfg.leaky_slope)
-        self.norm1, self.norm2 = norm2d(cfg.norm, cin), norm2d(cfg.norm, cout)
+        self.norm1 = norm2d(cfg.norm, cin, affine=cfg.norm_affine)
+        self.norm2 = norm2d(cfg.norm, cout, affine=cfg.norm_affine)
         self.conv1, self.conv2 = _residual_convs(cin, cout, sn, impl)
         self.shortcut = _conv(cin, cout, 1, sn, impl) if (first or down or cin != cout) else None
 
