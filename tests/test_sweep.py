@@ -156,13 +156,15 @@ def test_shipped_cpu_seeds_sweep_is_the_cpu_hour_over_three_seeds():
 def test_every_shipped_sweep_resolves_and_never_selects_on_its_report_split():
     from importlib import resources
 
+    from gankit.config import resolve
     from gankit.metrics.protocol import check_disjoint
     from gankit.sweep import expand, load_spec, variant_config
 
     files = sorted(p for p in (resources.files("gankit") / "sweeps").iterdir()
                    if p.name.endswith(".yaml"))
     assert {p.name for p in files} >= {"architecture.yaml", "reference-architectures.yaml",
-                                       "cpu-seeds.yaml", "cpu-cond-recipes.yaml"}
+                                       "cpu-seeds.yaml", "cpu-cond-recipes.yaml",
+                                       "design2-critic.yaml"}
     for path in files:
         spec = load_spec(path)
         check_disjoint(spec.fid.select, spec.fid.ref)
@@ -171,3 +173,9 @@ def test_every_shipped_sweep_resolves_and_never_selects_on_its_report_split():
     spec = load_spec(resources.files("gankit") / "sweeps" / "cpu-cond-recipes.yaml")
     kinds = {variant_config(spec, v).cond.discriminator for v in expand(spec)}
     assert kinds == {"projection", "ac"} and spec.fid.ref != "train"
+    # design2-critic runs past the ~5k steps where the sndcgan critic pins again
+    spec = load_spec(resources.files("gankit") / "sweeps" / "design2-critic.yaml")
+    for v in expand(spec):
+        c = variant_config(spec, v)
+        assert c.train.epochs * (50000 // c.train.batch_size) > 8000, v.name
+        assert c.generator == resolve("sndcgan", []).generator, v.name
