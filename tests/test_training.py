@@ -137,3 +137,22 @@ def test_resuming_a_run_whose_budget_ran_out_trains_no_further(tmp_path, tiny_cf
     assert again.global_step == first.global_step
     ends = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "end"]
     assert [e["reason"] for e in ends] == ["budget", "budget"]
+
+
+def test_a_pinned_tanh_critic_is_warned_about_once(tmp_path, tiny_cfg, images, capsys):
+    """head_gain 1000 pins sndcgan's tanh critic from the first step: one warning record (and
+    one stderr line) after 3 saturated log windows, not one per window; the preset's own gain
+    over the same steps gives none."""
+    sets = ["train.epochs=2", "train.log_every=1", "train.batch_size=16", "data.limit=128"]
+    train(tiny_cfg("sndcgan", *sets, "discriminator.head_gain=1000.0"), tmp_path / "pinned",
+          images, progress=False)
+    recs = read_jsonl(tmp_path / "pinned" / "metrics.jsonl")
+    warns = [r for r in recs if r["kind"] == "warning"]
+    steps = [r for r in recs if r["kind"] == "step"]
+    assert len(steps) >= 6 and all(r["d_saturated"] >= 0.9 for r in steps[:3])
+    assert [w["what"] for w in warns] == ["critic_saturated"] and warns[0]["step"] == 3
+    assert capsys.readouterr().err.count("the tanh critic is pinned") == 1
+    train(tiny_cfg("sndcgan", *sets), tmp_path / "ok", images, progress=False)
+    recs = read_jsonl(tmp_path / "ok" / "metrics.jsonl")
+    assert not [r for r in recs if r["kind"] == "warning"]
+    assert max(r["d_saturated"] for r in recs if r["kind"] == "step") < 0.9

@@ -6,7 +6,8 @@ that set ``all_ranks``):
 - ``on_fit_start(trainer)`` once, after the run folder exists and a resume has loaded;
 - ``on_step(trainer)`` after every iteration (n_dis D updates + one G update); keep it cheap
   and free of host syncs: it runs inside the hot loop;
-- ``on_log(trainer, record)`` for every record written to ``metrics.jsonl``;
+- ``on_log(trainer, record)`` for every record written to ``metrics.jsonl`` (a tanh critic's
+  ``CriticSaturation`` warns from here when D is pinned);
 - ``on_epoch_end(trainer)`` at every epoch end, *before* that epoch's checkpoint, so what a
   callback changes in the trainer's state (the best FID) is in the checkpoint;
 - ``on_stop(trainer, reason)`` when training stops before its last epoch for ``budget``
@@ -27,6 +28,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import click
 
 from gankit.reports.images import make_grid, save_grid, to_uint8
 from gankit.training import checkpoint
@@ -125,6 +128,37 @@ class FIDTracking(Callback):
                    {f"best_{key}": st.best[key]} if key != "fid" else {})
         trainer.log(rec)
         trainer.emit("on_eval", rec)
+
+
+class CriticSaturation(Callback):
+    """Warns, once per episode, when a tanh critic is pinned: ``d_saturated`` (the fraction of
+    D's outputs with |D| > 0.99) at or above ``threshold`` in ``windows`` log records in a row.
+    There tanh' < 0.02, D stops learning and G gets almost no gradient; reference design 2's
+    presets sat there from step 100 with nothing in the log to say so (issue 21). The warning
+    is a ``{"kind": "warning", "what": "critic_saturated"}`` record in ``metrics.jsonl`` and
+    one line on stderr; it re-arms when the fraction falls below half the threshold."""
+
+    def __init__(self, threshold: float = 0.9, windows: int = 3) -> None:
+        self.threshold, self.windows = threshold, windows
+        self.run, self.warned = 0, False
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        sat = record.get("d_saturated") if record.get("kind") == "step" else None
+        if sat is None:
+            return
+        if sat < self.threshold / 2:
+            self.run, self.warned = 0, False
+        self.run = self.run + 1 if sat >= self.threshold else 0
+        if self.run >= self.windows and not self.warned:
+            self.warned = True
+            msg = (f"the tanh critic is pinned: {sat:.0%} of D's outputs have |D| > 0.99 "
+                   f"(D(real) {record['d_real']:+.3f}, D(fake) {record['d_fake']:+.3f}) for "
+                   f"{self.windows} log windows up to step {record['step']}; tanh' < 0.02 there, "
+                   "so neither network learns (docs/design2.md: what bounds a tanh "
+                   "critic)")
+            trainer.log({"kind": "warning", "what": "critic_saturated", "step": record["step"],
+                         "epoch": record["epoch"], "message": msg})
+            click.echo(f"warning: {msg}", err=True)
 
 
 class TensorBoardLog(Callback):

@@ -32,6 +32,7 @@ from gankit.io import append_jsonl, fsync_dir, read_jsonl, write_json, write_jso
 from gankit.training import checkpoint, tuner
 from gankit.training.callbacks import (
     Callback,
+    CriticSaturation,
     EveryEpoch,
     FIDTracking,
     SampleGrids,
@@ -292,6 +293,8 @@ class Trainer:
 
     def _builtin_callbacks(self) -> list[Callback]:
         out: list[Callback] = [SampleGrids()]
+        if self.cfg.discriminator.output == "tanh":
+            out.append(CriticSaturation())
         if self.evaluator is not None:
             out.append(FIDTracking(self.evaluator))
         if self.cfg.train.tensorboard and self.rt.is_main:

@@ -27,6 +27,8 @@ from gankit.models.layers import call
 from gankit.models.registry import has_batchnorm
 from gankit.training.runtime import Runtime, all_reduce_mean
 
+SATURATED = 0.99  # |tanh| above which a critic's output counts as pinned (tanh' < 0.02)
+
 
 def _adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
     """Fused Adam (one kernel for all parameters) where this build and device have it, else
@@ -106,6 +108,11 @@ class GANStep:
             self._y_d = torch.empty(w * self.n_real, dtype=torch.long, device=rt.device)
             self._y_g = torch.empty(w * b, dtype=torch.long, device=rt.device)
         self.extra_names = [p.name for p in self.penalties] + (["ac"] if self.ac else [])
+        # D's mean score on real and fake (after tanh where D has it; the logit for sigmoid)
+        # and, for a tanh critic, the fraction of its outputs at |D| > 0.99, where tanh' < 0.02
+        # and neither network learns (issue 21: the design-2 critic pinned there, unnoticed).
+        self.tanh_critic = cfg.discriminator.output == "tanh"
+        self.extra_names += ["d_real", "d_fake"] + (["d_saturated"] if self.tanh_critic else [])
         a = cfg.augment
         self.augment = DiffAugment(a.policy, a.translation, a.cutout)
         # sums of d_real, d_fake, g, each penalty's value and AC-GAN's D cross-entropy
@@ -186,6 +193,10 @@ class GANStep:
             ce = F.cross_entropy(lg_real, real_y) + F.cross_entropy(lg_fake, fake_y)
             loss = loss + self.ac_weight * ce
             values.append(ce.detach())
+        with torch.no_grad():
+            values += [out_real.mean(), out_fake.mean()]
+            if self.tanh_critic:
+                values.append((torch.cat([out_real, out_fake]).abs() > SATURATED).float().mean())
         self.d_updates += 1
         self.d_opt.zero_grad(set_to_none=True)
         self.d_scaler.scale(loss).backward()
@@ -270,7 +281,9 @@ class GANStep:
         self.g_scaler.load_state_dict(state["g_scaler"])
         self.d_scaler.load_state_dict(state["d_scaler"])
         stats = state["stats"]
-        if stats.numel() != self.stats.numel():  # older checkpoints kept a GP slot always
+        # Older checkpoints kept a GP slot always, or had no D-score slots: their partial
+        # logging window's D scores restart at 0 (the weights and RNG stay exact).
+        if stats.numel() != self.stats.numel():
             stats = stats[:3].tolist() + stats[3:].tolist()[: self.stats.numel() - 3]
             stats = torch.tensor(stats + [0.0] * (self.stats.numel() - len(stats)))
         self.stats.copy_(stats)

@@ -2,7 +2,8 @@
 sample grids go to ``RUN/tensorboard``, so ``tensorboard --logdir runs`` shows all runs.
 
 ``metrics.jsonl`` stays the record of truth; this is a view of the same numbers, written by
-rank 0 only. Scalars are named by group: ``loss/*``, ``lr/*``, ``speed/*``, ``fid/*``.
+rank 0 only. Scalars are named by group: ``loss/*``, ``critic/*`` (D's mean scores), ``lr/*``,
+``speed/*``, ``fid/*``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from gankit.errors import GankitError
 
 _GROUPS = {
     "d_loss_real": "loss", "d_loss_fake": "loss", "g_loss": "loss", "wasserstein": "loss",
-    "gp": "loss", "g_lr": "lr", "d_lr": "lr", "real_images_per_s": "speed",
+    "gp": "loss", "d_real": "critic", "d_fake": "critic", "d_saturated": "critic",
+    "g_lr": "lr", "d_lr": "lr", "real_images_per_s": "speed",
     "epoch_seconds": "speed", "fid": "fid", "kid_mean": "fid", "precision": "fid",
     "recall": "fid", "density": "fid", "coverage": "fid",
 }
