@@ -8,10 +8,14 @@ import pytest
 
 from gankit.cli import main
 from gankit.io import read_jsonl
+from gankit.training.runtime import cpu_has_bf16
 
 from .conftest import real_paths
 
 pytestmark = pytest.mark.realdata
+# Fixed speed settings, no tuner in a test: bf16 where the CPU has it natively (the tuner's
+# choice on the Xeon and the newer EPYCs), else fp32 (a Zen 1 EPYC has AVX2 only).
+PRECISION = "bf16" if cpu_has_bf16() else "fp32"
 
 
 def _cli(args):
@@ -55,7 +59,7 @@ def test_small_sweep_with_real_fid_resumes(tmp_path, capsys):
     data, inc = real_paths()
     spec = tmp_path / "sweep.yaml"
     spec.write_text(
-        "base: sndcgan\nepochs: 1\nset: {data.limit: 256, perf.precision: bf16, "
+        "base: sndcgan\nepochs: 1\nset: {data.limit: 256, perf.precision: " + PRECISION + ", "
         "perf.channels_last: true, perf.threads: 2}\n"  # fixed speed settings: no tuner
         "fid: {n: 100, ref: 'test[0:100]', draws: 2}\n"
         "variants:\n  - {name: base}\n  - {name: latent16, set: {generator.latent_dim: 16}}\n"
@@ -85,7 +89,7 @@ def test_study_end_to_end_tiny(tmp_path, capsys):
           "--epochs", "100", "--minutes", "0.1", "--fid-n", "64", "--select-ref",
           "test[5000:5064]", "--ref-n", "64", "--draws", "2", "--standard-n", "64",
           "--standard-ref", "test[1000:1064]", "--set", "data.limit=128",
-          "--set", "perf.precision=bf16", "--set", "perf.channels_last=true",
+          "--set", f"perf.precision={PRECISION}", "--set", "perf.channels_last=true",
           "--set", "perf.threads=2", "--no-progress"])  # fixed speed settings: no tuner
     rec = json.loads((out / "study.json").read_text())
     assert [(r["model"], r["which"]) for r in rec["rows"]] == [
@@ -155,8 +159,9 @@ def test_every_preset_learns_on_real_data(tmp_path, preset):
     _cli(["train", "--preset", preset, "--data-dir", data, "--inception", inc, "--out", str(run),
           "--epochs", "1", "--set", f"data.limit={steps * real_per_step}", "--fid-every",
           "1", "--fid-n", "300", "--fid-ref", "test[0:300]", "--set", "train.log_every=10",
-          # fixed speed settings: no tuner measurements in a test (bf16 is what it picks here)
-          "--set", "perf.precision=bf16", "--set", "perf.channels_last=true",
+          # fixed speed settings: no tuner measurements in a test
+          "--set", f"perf.precision={PRECISION}",
+          "--set", "perf.channels_last=true",
           "--set", "perf.threads=2", "--no-progress"])
     recs = read_jsonl(run / "metrics.jsonl")
     (fid,) = [r for r in recs if r["kind"] == "fid"]
@@ -175,6 +180,8 @@ def test_every_preset_learns_on_real_data(tmp_path, preset):
         last = [r for r in recs if r["kind"] == "step"][-3:]
         for r in last:
             assert abs(r["d_loss_real"]) < 0.97 and abs(r["d_loss_fake"]) < 0.97, r
+            assert r["d_saturated"] < 0.5, r
+        assert not [r for r in recs if r["kind"] == "warning"]
 
 
 def test_fid_under_torchrun_equals_one_process_with_the_real_network(tmp_path):
