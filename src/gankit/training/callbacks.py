@@ -140,18 +140,20 @@ class CriticSaturation(Callback):
 
     def __init__(self, threshold: float = 0.9, windows: int = 3) -> None:
         self.threshold, self.windows = threshold, windows
-        self.run, self.warned = 0, False
+        self.streak, self.warned = 0, False
 
     def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
         sat = record.get("d_saturated") if record.get("kind") == "step" else None
         if sat is None:
             return
         if sat < self.threshold / 2:
-            self.run, self.warned = 0, False
-        self.run = self.run + 1 if sat >= self.threshold else 0
-        if self.run >= self.windows and not self.warned:
+            self.streak, self.warned = 0, False
+        self.streak = self.streak + 1 if sat >= self.threshold else 0
+        if self.streak >= self.windows and not self.warned:
             self.warned = True
-            msg = (f"the tanh critic is pinned: {sat:.0%} of D's outputs have |D| > 0.99 "
+            from gankit.training.step import SATURATED
+
+            msg = (f"the tanh critic is pinned: {sat:.0%} of D's outputs have |D| > {SATURATED} "
                    f"(D(real) {record['d_real']:+.3f}, D(fake) {record['d_fake']:+.3f}) for "
                    f"{self.windows} log windows up to step {record['step']}; tanh' < 0.02 there, "
                    "so neither network learns (docs/design2.md: what bounds a tanh "

@@ -115,7 +115,7 @@ class GANStep:
         self.extra_names += ["d_real", "d_fake"] + (["d_saturated"] if self.tanh_critic else [])
         a = cfg.augment
         self.augment = DiffAugment(a.policy, a.translation, a.cutout)
-        # sums of d_real, d_fake, g, each penalty's value and AC-GAN's D cross-entropy
+        # sums of D's loss on real and on fake, G's loss, then extra_names in order
         self.stats = torch.zeros(3 + len(self.extra_names), device=rt.device)
         self.count = 0
         self.d_updates = 0  # D updates so far (lazy penalties count them)
@@ -281,8 +281,9 @@ class GANStep:
         self.g_scaler.load_state_dict(state["g_scaler"])
         self.d_scaler.load_state_dict(state["d_scaler"])
         stats = state["stats"]
-        # Older checkpoints kept a GP slot always, or had no D-score slots: their partial
-        # logging window's D scores restart at 0 (the weights and RNG stay exact).
+        # Older layouts (a GP slot always, or no D-score slots): the three losses carry over,
+        # the extra slots are truncated or zero-padded, so that checkpoint's partial logging
+        # window may log wrong extras once (the weights and RNG stay exact).
         if stats.numel() != self.stats.numel():
             stats = stats[:3].tolist() + stats[3:].tolist()[: self.stats.numel() - 3]
             stats = torch.tensor(stats + [0.0] * (self.stats.numel() - len(stats)))
