@@ -106,13 +106,39 @@ def test_lecam_anchors_each_side_to_the_other_sides_moving_average():
                                lc(_inputs(None, torch.zeros(2), real, fake)))
 
 
+def test_drift_is_the_squared_pre_activation_even_through_tanh():
+    """Closed form: for a tanh critic with scores tanh(s), the drift value is mean(s_real^2)
+    + mean(s_fake^2) and its gradient on s is 2 s / N — it does not vanish with tanh' as a
+    penalty on the scores would; a linear critic's scores are squared as they are; a score
+    pinned at exactly +-1 gives a finite value and no gradient."""
+    from gankit.losses import Drift, PenaltyInputs
+
+    s_real = torch.tensor([0.5, -2.0, 3.0], requires_grad=True)
+    s_fake = torch.tensor([-1.0, 2.5], requires_grad=True)
+    z = torch.zeros(3)
+    x = PenaltyInputs(None, z, z, torch.tanh(s_real), torch.tanh(s_fake), 0, tanh=True)
+    v = Drift(0.02)(x)
+    want = (0.25 + 4.0 + 9.0) / 3 + (1.0 + 6.25) / 2
+    torch.testing.assert_close(v, torch.tensor(want), rtol=1e-5, atol=0.0)
+    v.backward()
+    torch.testing.assert_close(s_real.grad, 2 * s_real.detach() / 3, rtol=1e-4, atol=0.0)
+    torch.testing.assert_close(s_fake.grad, 2 * s_fake.detach() / 2, rtol=1e-4, atol=0.0)
+    lin = PenaltyInputs(None, z, z, torch.tensor([1.0, -3.0]), torch.tensor([2.0]), 0)
+    torch.testing.assert_close(Drift(0.02)(lin), torch.tensor((1 + 9) / 2 + 4.0))
+    pinned = torch.tensor([1.0, -1.0], requires_grad=True)
+    v = Drift(0.02)(PenaltyInputs(None, z, z, pinned, pinned, 0, tanh=True))
+    v.backward()
+    torch.testing.assert_close(v, 2 * torch.atanh(torch.tensor(Drift.LIMIT)) ** 2)  # |s| ~ 8.3
+    assert not pinned.grad.any()
+
+
 def test_build_loss_adds_r1_and_lecam_to_any_loss():
     from gankit.config import LossConfig
     from gankit.losses import build_loss
 
     names = [p.name for p in build_loss(LossConfig(name="wgan-gp", r1_gamma=1.0,
-                                                   lecam_weight=0.1)).penalties]
-    assert names == ["gp", "r1", "lecam"]
+                                                   lecam_weight=0.1, drift_weight=0.02)).penalties]
+    assert names == ["gp", "r1", "lecam", "drift"]
     assert build_loss(LossConfig(name="hinge")).penalties == []
 
 

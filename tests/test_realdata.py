@@ -192,7 +192,6 @@ def test_fid_under_torchrun_equals_one_process_with_the_real_network(tmp_path):
     half of each side with the real Inception, gives one process's FID."""
     import subprocess
     import sys
-
     from pathlib import Path
 
     from gankit.data import load_cifar10

@@ -205,6 +205,10 @@ class LossConfig(_Strict):
     lecam_weight: float = Field(0.0, ge=0, description=(
         "LeCam regulariser weight (Tseng et al. 2021; 0.3 in their CIFAR runs); 0: off"))
     lecam_decay: float = Field(0.99, ge=0.0, lt=1.0, description="LeCam anchors' EMA decay")
+    drift_weight: float = Field(0.0, ge=0, description=(
+        "drift penalty weight on D's pre-activation, E[s_real^2] + E[s_fake^2] (atanh of a tanh "
+        "critic's score; Karras et al. 2018 use 0.001 on real scores); keeps a tanh critic off "
+        "its bounds; 0: off"))
 
     @model_validator(mode="after")
     def _check(self) -> LossConfig:

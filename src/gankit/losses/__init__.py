@@ -2,7 +2,8 @@
 
 A loss is a D-loss / G-loss pair on D's raw outputs (:class:`Loss`); signs follow the
 convention that both players *minimise*. A loss may bring penalties (:class:`Penalty`, e.g.
-WGAN-GP's), and ``loss.r1_gamma`` / ``loss.lecam_weight`` add R1 and LeCam to any loss.
+WGAN-GP's), and ``loss.r1_gamma`` / ``loss.lecam_weight`` / ``loss.drift_weight`` add R1, LeCam and drift
+to any loss.
 Built in: ``bce`` (non-saturating or minimax G), ``wasserstein`` (+ optional clipping),
 ``hinge``, ``wgan-gp``. Your own: ``@register_loss("name")`` on a :class:`Loss` subclass, or
 ``loss.name: my_pkg.losses:MyLoss`` / ``losses.py:MyLoss`` (constructed with ``loss.kwargs``),
@@ -18,7 +19,15 @@ import torch.nn.functional as F
 
 from gankit.config import LossConfig
 from gankit.errors import GankitError
-from gankit.losses.penalties import R1, GradientPenalty, LeCam, Penalty, PenaltyInputs, gradient_penalty
+from gankit.losses.penalties import (
+    R1,
+    Drift,
+    GradientPenalty,
+    LeCam,
+    Penalty,
+    PenaltyInputs,
+    gradient_penalty,
+)
 
 
 class Loss:
@@ -114,7 +123,7 @@ def loss_class(name: str) -> type[Loss]:
 
 
 def build_loss(cfg: LossConfig) -> Loss:
-    """The loss ``cfg`` names with its penalties: its own, then R1 and LeCam where asked."""
+    """The loss ``cfg`` names with its penalties: its own, then R1, LeCam and drift where asked."""
     cls = loss_class(cfg.name)
     try:
         loss = cls(cfg, **cfg.kwargs)
@@ -125,6 +134,8 @@ def build_loss(cfg: LossConfig) -> Loss:
         loss.penalties.append(R1(cfg.r1_gamma, cfg.r1_every))
     if cfg.lecam_weight:
         loss.penalties.append(LeCam(cfg.lecam_weight, cfg.lecam_decay))
+    if cfg.drift_weight:
+        loss.penalties.append(Drift(cfg.drift_weight))
     return loss
 
 
@@ -144,6 +155,6 @@ def clip_weights(module: torch.nn.Module, clip: float) -> None:
         p.clamp_(-clip, clip)
 
 
-__all__ = ["BCE", "R1", "WGANGP", "GradientPenalty", "Hinge", "LeCam", "Loss", "LossConfig",
+__all__ = ["BCE", "R1", "WGANGP", "Drift", "GradientPenalty", "Hinge", "LeCam", "Loss", "LossConfig",
            "Penalty", "PenaltyInputs", "Wasserstein", "build_loss", "clip_weights",
            "d_loss_parts", "g_loss", "gradient_penalty", "register_loss"]

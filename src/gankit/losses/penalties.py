@@ -1,4 +1,4 @@
-"""D regularisers added to a loss: the WGAN-GP gradient penalty, R1 and LeCam.
+"""D regularisers added to a loss: the WGAN-GP gradient penalty, R1, LeCam and drift.
 
 Each is called once per D update with :class:`PenaltyInputs` and returns its *unweighted*
 value (what is logged); the D loss adds ``weight`` times it. Penalties that take a gradient
@@ -19,7 +19,8 @@ import torch
 class PenaltyInputs:
     """What one D update knows: D itself, the images it saw (after DiffAugment), its outputs
     on them (fp32), the 0-based index of this D update, the GradScaler's scale (fp16), and
-    whether this step is one of several DDP ranks' (then a penalty may all-reduce)."""
+    whether this step is one of several DDP ranks' (then a penalty may all-reduce), and whether
+    D's scores are tanh'd."""
 
     d: Callable[[torch.Tensor], torch.Tensor]
     real: torch.Tensor
@@ -29,6 +30,7 @@ class PenaltyInputs:
     d_update: int
     scale: float = 1.0
     distributed: bool = False
+    tanh: bool = False  # D's scores are tanh of its pre-activation (a bounded critic)
 
 
 class Penalty:
@@ -140,3 +142,25 @@ class LeCam(Penalty):
 
 
 __all__ = ["R1", "GradientPenalty", "LeCam", "Penalty", "PenaltyInputs", "gradient_penalty"]
+
+
+class Drift(Penalty):
+    """Drift: E[s(x)^2] + E[s(G(z))^2] on D's pre-activation s — D's score itself, or
+    atanh of it for a tanh critic (Karras et al. 2018's epsilon-drift, there on real scores).
+
+    Why the pre-activation: a tanh critic trained with the Wasserstein loss gains from any
+    common scale of s while it separates real from fake, and batch norm's affine scale in D is
+    such a scale, so s grows until tanh' ~ 0 and G gets no gradient (docs/design2.md). A
+    penalty on D's *output* vanishes there with tanh'; one on s does not, so D's scores settle
+    where weight * 2|s| balances tanh'(s) (|s| ~ 2, |D| ~ 0.96 at weight 0.02 on fully
+    separated batches). A fully pinned score (|s| > 8 in fp32) is clamped and gives none.
+    """
+
+    name = "drift"
+    LIMIT = 1.0 - 1e-7  # atanh stays finite on a saturated fp32 tanh
+
+    def __call__(self, x: PenaltyInputs) -> torch.Tensor:
+        def pre(out: torch.Tensor) -> torch.Tensor:
+            return torch.atanh(out.float().clamp(-self.LIMIT, self.LIMIT)) if x.tanh else out.float()
+
+        return pre(x.out_real).pow(2).mean() + pre(x.out_fake).pow(2).mean()

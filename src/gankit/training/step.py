@@ -183,7 +183,7 @@ class GANStep:
             inputs = PenaltyInputs(lambda x: self._scores(self.d, x, real_y)[0], real, fake,
                                    out_real, out_fake, self.d_updates,
                                    self.d_scaler.get_scale() if self.d_scaler.is_enabled() else 1.0,
-                                   distributed=self.rt.world_size > 1)
+                                   distributed=self.rt.world_size > 1, tanh=self.tanh_critic)
             for p in self.penalties:
                 with self.rt.autocast():
                     v = p(inputs).float()
