@@ -109,6 +109,9 @@ class _RefAdam:
     ["loss.name=bce", "loss.lecam_weight=0.3", "loss.lecam_decay=0.5", "optim.n_dis=2"],
     ["loss.name=wasserstein", "discriminator.output=linear", "loss.r1_gamma=1.0",
      "loss.r1_every=1", "loss.lecam_weight=0.5"],
+    # drift on the pre-activation: through a tanh critic's tanh, and on a linear critic
+    ["loss.name=wasserstein", "discriminator.output=tanh", "loss.drift_weight=0.1"],
+    ["loss.name=hinge", "discriminator.output=linear", "loss.drift_weight=0.05", "optim.n_dis=2"],
 ])
 def test_fp32_updates_match_hand_written_reference(tiny_cfg, extra):
     cfg = tiny_cfg("dcgan", "discriminator.dropout=0.0", "optim.g_lr=3e-4", "optim.d_lr=7e-4",
@@ -128,6 +131,12 @@ def test_fp32_updates_match_hand_written_reference(tiny_cfg, extra):
     n, b, latent = step.n_real, cfg.train.batch_size, cfg.generator.latent_dim
     lc = cfg.loss
     anchor_real = anchor_fake = 0.0  # LeCam's moving averages of D(real), D(fake)
+    tanh = cfg.discriminator.output == "tanh"
+    d_ref.output = "linear"  # the reference takes the pre-activation s and applies tanh itself
+
+    def score(x):
+        s = d_ref(x)
+        return (torch.tanh(s) if tanh else s), s
     d_update = 0
     for it in range(2):
         reals = [torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(10 * it + k)) * 2 - 1
@@ -139,8 +148,10 @@ def test_fp32_updates_match_hand_written_reference(tiny_cfg, extra):
             z = torch.empty(n, latent).normal_(generator=probe)
             with torch.no_grad():
                 fake = g_ref(z)
-            dr, df = d_ref(real), d_ref(fake)
+            (dr, sr), (df, sf) = score(real), score(fake)
             loss = _ref_d_loss(name, dr, df)
+            if lc.drift_weight:  # on the pre-activation, not through tanh
+                loss = loss + lc.drift_weight * ((sr ** 2).mean() + (sf ** 2).mean())
             if lc.r1_gamma and d_update % lc.r1_every == 0:  # (gamma/2) E||grad_x D(x)||^2
                 x = real.clone().requires_grad_(True)
                 (grad,) = torch.autograd.grad(d_ref(x).sum(), x, create_graph=True)
@@ -159,7 +170,7 @@ def test_fp32_updates_match_hand_written_reference(tiny_cfg, extra):
             opt_d.step(torch.autograd.grad(loss, list(d_ref.parameters())))
         if o.g_fake == "fresh":
             z = torch.empty(b, latent).normal_(generator=probe)
-        loss = _ref_g_loss(name, d_ref(g_ref(z)))
+        loss = _ref_g_loss(name, score(g_ref(z))[0])
         opt_g.step(torch.autograd.grad(loss, list(g_ref.parameters())))
     for mine, ref, who in ((g, g_ref, "G"), (d, d_ref, "D")):
         for (k, p), q in zip(mine.named_parameters(), ref.parameters(), strict=True):
