@@ -16,6 +16,9 @@ from gankit.study import Protocol, run_study
 from .conftest import TINY
 from .stubs import StubExtractor
 
+# fixed speed settings: no tuner in a test
+SETS = [*TINY, "data.limit=64", "perf.precision=fp32", "perf.channels_last=false", "perf.threads=2"]
+
 
 def test_study_protocol_by_hand(tmp_path, fake_cifar, monkeypatch):
     real = training_fid.TrainingFID
@@ -25,8 +28,7 @@ def test_study_protocol_by_hand(tmp_path, fake_cifar, monkeypatch):
                  standard_n=64, standard_ref="test[1000:1064]")
     out = tmp_path / "study"
     res = run_study(out, fake_cifar, None, epochs=3, protocol=p,
-                    overrides=[*TINY, "data.limit=64", "perf.precision=fp32",
-                              "perf.channels_last=false", "perf.threads=2"], progress=False)
+                    overrides=SETS, progress=False)
     assert [(r["model"], r["which"]) for r in res["rows"]] == [
         ("sndcgan", "best"), ("sndcgan", "final"), ("sagan", "best"), ("sagan", "final")]
     ext = StubExtractor()
@@ -57,14 +59,12 @@ def test_study_protocol_by_hand(tmp_path, fake_cifar, monkeypatch):
 
     monkeypatch.setattr(study, "draw_fids", no_draws)
     again = run_study(out, fake_cifar, None, epochs=3, protocol=p,
-                      overrides=[*TINY, "data.limit=64", "perf.precision=fp32",
-                                 "perf.channels_last=false", "perf.threads=2"], progress=False)
+                      overrides=SETS, progress=False)
     assert again["rows"] == res["rows"]
     # ... but not for another protocol
     with pytest.raises(AssertionError, match="rescored"):
         run_study(out, fake_cifar, None, epochs=3, protocol=Protocol(**{**p.__dict__, "draws": 2}),
-                  overrides=[*TINY, "data.limit=64", "perf.precision=fp32",
-                             "perf.channels_last=false", "perf.threads=2"], progress=False)
+                  overrides=SETS, progress=False)
 
 
 def test_study_refuses_a_selection_split_that_overlaps_the_report(tmp_path, capsys):
