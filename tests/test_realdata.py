@@ -125,13 +125,13 @@ def test_cifar10_as_a_png_folder_scores_zero_against_the_pickles(tmp_path, capsy
     assert abs(rec["fid"]) < 1e-3
 
 
+# FID of LEARN_N samples vs test[0:LEARN_N]: 200, not more, because Inception embeds ~5
+# images/s on a 2-core CPU and is most of these tests' time (the reference side is cached).
+LEARN_N = 200
 # Steps per preset: enough for FID to fall clearly (measured on a 2-core Xeon, 2026-12-03,
 # docs/design2.md); the tanh critics must also stay off their +-1 bounds (the sndcgan / sagan
 # failure of issue 21 pinned them by step 100). The n_dis-5 presets and dcgan's batch 128 take
 # 5-16 CPU-minutes each here, too long for CI's budget: they run with GANKIT_LONG_TESTS=1.
-# FID of LEARN_N samples vs test[0:LEARN_N]: 200, not more, because Inception embeds ~5
-# images/s on a 2-core CPU and is most of these tests' time (the reference side is cached).
-LEARN_N = 200
 LEARN_STEPS = {"cpu": 300, "cpu-cond": 300, "sndcgan": 150, "sagan": 100, "dcgan": 250,
                "sngan": 100, "sngan-resnet": 60, "sagan-resnet": 60, "sngan-cond": 60}
 LONG = {"dcgan", "sngan", "sngan-resnet", "sagan-resnet", "sngan-cond"}

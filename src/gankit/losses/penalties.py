@@ -141,9 +141,6 @@ class LeCam(Penalty):
             self.anchors = state["anchors"].clone()
 
 
-__all__ = ["R1", "GradientPenalty", "LeCam", "Penalty", "PenaltyInputs", "gradient_penalty"]
-
-
 class Drift(Penalty):
     """Drift: E[s(x)^2] + E[s(G(z))^2] on D's pre-activation s — D's score itself, or
     atanh of it for a tanh critic (Karras et al. 2018's epsilon-drift, there on real scores).
@@ -164,3 +161,7 @@ class Drift(Penalty):
             return torch.atanh(out.float().clamp(-self.LIMIT, self.LIMIT)) if x.tanh else out.float()
 
         return pre(x.out_real).pow(2).mean() + pre(x.out_fake).pow(2).mean()
+
+
+__all__ = ["R1", "Drift", "GradientPenalty", "LeCam", "Penalty", "PenaltyInputs",
+           "gradient_penalty"]
