@@ -204,9 +204,9 @@ def _max_rms_pre_activation(preset: str, sets: list[str], steps: int = 40) -> fl
     torch.manual_seed(0)
     _, d = build_models(resolve(preset, sets))
     d.output = "linear"  # the scaled pre-activation that tanh would see
-    x = torch.randn(32, 3, 32, 32)
-    sign = torch.ones(32)
-    sign[16:] = -1  # half "real", half "fake"
+    x = torch.randn(16, 3, 32, 32)
+    sign = torch.ones(16)
+    sign[8:] = -1  # half "real", half "fake"
     opt = torch.optim.Adam(d.parameters(), lr=0.05)
     worst = 0.0
     for _ in range(steps):

@@ -47,7 +47,7 @@ def test_fid_tracking_during_training_keeps_best(tmp_path):
     run = tmp_path / "fid"
     _cli(["train", "--preset", "dcgan", "--data-dir", data, "--inception", inc, "--out",
           str(run), "--epochs", "2", "--set", "data.limit=256", "--fid-every", "1",
-          "--fid-n", "50", "--fid-ref", "test[0:200]", "--no-progress"])
+          "--fid-n", "16", "--fid-ref", "test[0:200]", "--no-progress"])
     fids = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "fid"]
     assert [r["epoch"] for r in fids] == [1, 2]
     best = min(fids, key=lambda r: r["fid"])
@@ -61,7 +61,7 @@ def test_small_sweep_with_real_fid_resumes(tmp_path, capsys):
     spec.write_text(
         "base: sndcgan\nepochs: 1\nset: {data.limit: 256, perf.precision: " + PRECISION + ", "
         "perf.channels_last: true, perf.threads: 2}\n"  # fixed speed settings: no tuner
-        "fid: {n: 50, ref: 'test[0:200]', draws: 2}\n"
+        "fid: {n: 16, ref: 'test[0:200]', draws: 2}\n"
         "variants:\n  - {name: base}\n  - {name: latent16, set: {generator.latent_dim: 16}}\n"
         "  - {name: attn, set: {generator.attention: [32], discriminator.attention: [32]}}\n"
     )
@@ -86,9 +86,9 @@ def test_study_end_to_end_tiny(tmp_path, capsys):
     data, inc = real_paths()
     out = tmp_path / "study"
     _cli(["study", "dcgan-vs-sagan", "--out", str(out), "--data-dir", data, "--inception", inc,
-          "--epochs", "100", "--minutes", "0.1", "--fid-n", "32", "--select-ref",
-          "test[5000:5032]", "--ref-n", "32", "--draws", "2", "--standard-n", "32",
-          "--standard-ref", "test[1000:1032]", "--set", "data.limit=128",
+          "--epochs", "100", "--minutes", "0.1", "--fid-n", "16", "--select-ref",
+          "test[5000:5016]", "--ref-n", "16", "--draws", "2", "--standard-n", "16",
+          "--standard-ref", "test[1000:1016]", "--set", "data.limit=128",
           "--set", f"perf.precision={PRECISION}", "--set", "perf.channels_last=true",
           "--set", "perf.threads=2", "--no-progress"])  # fixed speed settings: no tuner
     rec = json.loads((out / "study.json").read_text())
