@@ -1,5 +1,6 @@
 """Real CIFAR-10 and the real Inception network (enabled by `.ci/run`: -m realdata)."""
 
+import functools
 import json
 import os
 
@@ -132,19 +133,18 @@ LEARN_N = 200
 # docs/design2.md); the tanh critics must also stay off their +-1 bounds (the sndcgan / sagan
 # failure of issue 21 pinned them by step 100). The n_dis-5 presets and dcgan's batch 128 take
 # 5-16 CPU-minutes each here, too long for CI's budget: they run with GANKIT_LONG_TESTS=1.
-LEARN_STEPS = {"cpu": 300, "cpu-cond": 300, "sndcgan": 150, "sagan": 100, "dcgan": 250,
+LEARN_STEPS = {"cpu": 300, "cpu-cond": 400, "sndcgan": 150, "sagan": 100, "dcgan": 250,
                "sngan": 100, "sngan-resnet": 60, "sagan-resnet": 60, "sngan-cond": 60}
 LONG = {"dcgan", "sngan", "sngan-resnet", "sagan-resnet", "sngan-cond"}
 
 
-@pytest.mark.parametrize("preset", [
-    pytest.param(p, marks=pytest.mark.skipif(
-        p in LONG and os.environ.get("GANKIT_LONG_TESTS") != "1",
-        reason="long learning test: set GANKIT_LONG_TESTS=1")) for p in LEARN_STEPS])
-def test_every_preset_learns_on_real_data(tmp_path, preset):
-    """Each preset, a few hundred steps on real CIFAR-10: the (EMA) generator's FID
-    (LEARN_N samples vs as many test images, real network) must fall well below the untrained
-    generator's, and a tanh critic's outputs must not be pinned at +-1."""
+@functools.cache
+def _untrained_fid(data: str, inc: str) -> float:
+    """FID (LEARN_N vs test[0:LEARN_N]) of the untrained ``cpu`` generator: the baseline every
+    preset must beat. One for all presets, because Inception is most of these tests' time:
+    the untrained generators all make low-contrast noise, and ``cpu``'s scored lowest of every
+    preset measured (FID-300 509.5 vs 510.8-527.0 on a Xeon; FID-200 509.8 vs 514.9-522.4 on a
+    Zen 3 EPYC), so for any other preset the shared baseline is at least as strict as its own."""
     import torch
 
     from gankit.config import resolve
@@ -153,6 +153,24 @@ def test_every_preset_learns_on_real_data(tmp_path, preset):
     from gankit.metrics.inception import FeatureExtractor
     from gankit.metrics.sources import load_source, source_stats
     from gankit.models import build_generator
+
+    cfg = resolve("cpu")
+    torch.manual_seed(cfg.train.seed)  # the trainer's init seed: the weights it starts from
+    g0 = build_generator(cfg.generator).eval()
+    ext = FeatureExtractor(inc)
+    ref = source_stats(load_source(f"cifar10:test[0:{LEARN_N}]", data_dir=data), ext)[0]
+    return fid_from_stats(Stats.from_features(ext(sample_images(g0, LEARN_N, 12345))), ref, "eigh")
+
+
+@pytest.mark.parametrize("preset", [
+    pytest.param(p, marks=pytest.mark.skipif(
+        p in LONG and os.environ.get("GANKIT_LONG_TESTS") != "1",
+        reason="long learning test: set GANKIT_LONG_TESTS=1")) for p in LEARN_STEPS])
+def test_every_preset_learns_on_real_data(tmp_path, preset):
+    """Each preset, a few hundred steps on real CIFAR-10: the (EMA) generator's FID
+    (LEARN_N samples vs as many test images, real network) must fall well below an untrained
+    generator's, and a tanh critic's outputs must not be pinned at +-1."""
+    from gankit.config import resolve
 
     data, inc = real_paths()
     cfg = resolve(preset)
@@ -168,16 +186,13 @@ def test_every_preset_learns_on_real_data(tmp_path, preset):
           "--set", "perf.threads=2", "--no-progress"])
     recs = read_jsonl(run / "metrics.jsonl")
     (fid,) = [r for r in recs if r["kind"] == "fid"]
-    torch.manual_seed(cfg.train.seed)  # the trainer's init seed: the weights it started from
-    g0 = build_generator(cfg.generator, n_classes=cfg.cond.n_classes).eval()
-    ext = FeatureExtractor(inc)
-    ref = source_stats(load_source(f"cifar10:test[0:{LEARN_N}]", data_dir=data), ext)[0]
-    fid0 = fid_from_stats(Stats.from_features(ext(sample_images(g0, LEARN_N, 12345))), ref, "eigh")
+    fid0 = _untrained_fid(data, inc)
     assert fid["step"] == steps and fid["n"] == LEARN_N
     assert (run / "samples" / "epoch-000001.png").is_file() and (run / "loss.png").is_file()
     assert (run / "checkpoints" / "epoch-000001.safetensors").is_file()
-    print(f"LEARN {preset} steps={steps} fid={fid['fid']:.1f} fid0={fid0:.1f} "
+    print(f"LEARN {preset} steps={steps} fid={fid['fid']:.1f} fid0(cpu)={fid0:.1f} "
           f"ratio={fid['fid'] / fid0:.3f} train_s={fid['wall_time']:.0f}")
+    assert fid0 > 450  # an untrained generator's noise; far lower would mean a broken baseline
     assert fid["fid"] < 0.75 * fid0, (fid["fid"], fid0)
     if cfg.discriminator.output == "tanh":  # d_loss_real = -mean D(real), d_loss_fake = mean D(fake)
         last = [r for r in recs if r["kind"] == "step"][-3:]
